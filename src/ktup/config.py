@@ -1,0 +1,309 @@
+"""Typed configuration with every default in one place.
+
+The CLI (``--set key=value``), YAML files and the Python API all fill the same objects.
+Keys may be given flat (``lr=0.002``) when the name is unique across sections, or dotted
+(``train.lr=0.002``). Unknown keys and wrong types raise :class:`ConfigError` naming the key:
+a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ktup.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ml-100k"          # registry name or a path
+    data_dir: Optional[str] = None    # read DIR/NAME/... (or DIR itself) instead of the cache
+    rating_threshold: Optional[float] = None  # keep interactions with rating >= threshold
+    k_core: int = 0                   # iterative k-core on users and items (0 = off)
+    drop_unlinked: bool = True        # RecBole's behaviour: drop items without a KG entity
+    dedup: bool = True                # remove duplicate (user, item) and duplicate triples
+    split: str = "random"             # random | ratio_per_user (alias) | loo | temporal | given
+    split_ratios: tuple = (0.8, 0.1, 0.1)
+    kg_split_ratios: tuple = (0.9, 0.05, 0.05)
+    split_seed: int = 2020
+
+
+@dataclass
+class ModelConfig:
+    model: str = "ktup"               # ktup | tup | transh | transe | bpr
+    embedding_size: int = 64
+    induction: str = "soft"           # soft | hard (straight-through Gumbel in training, argmax at inference)
+    norm: str = "l1"                  # l1 | l2 (squared L2)
+    combine: str = "sum"              # sum (paper) | mean (authors' code, RecBole)
+    unit_normals: bool = True         # normalise hyperplane normals (spec); False = authors/RecBole
+    align_loss: bool = False          # item/entity alignment loss (RecBole adds it)
+    num_preferences: int = 0          # tup only; 0 = number of KG relations
+    margin: float = 1.0               # KG margin ranking loss
+    kg_constraint_weight: float = 0.01  # weight of TransH orthogonality + entity norm constraints
+    gumbel_temperature: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    schedule: str = "step"            # step (interleave by lambda) | epoch (alternate) | sum (paired batches)
+    joint_lambda: float = 0.7         # share of recommendation steps (step) / weight (sum)
+    rec_epochs: int = 1               # for schedule=epoch
+    kg_epochs: int = 1
+    optimizer: str = "adam"           # adam | adagrad | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0            # 0 = off
+    batch_size: int = 2048            # recommendation batch
+    kg_batch_size: int = 2048
+    num_negatives: int = 1
+    kg_sampling: str = "uniform"      # uniform | bernoulli
+    sparse: bool = False              # row-wise sparse updates
+    eval_every: int = 1
+    valid_metric: str = "ndcg@10"
+    patience: int = 10                # early stopping, in evaluations (0 = off)
+    init_from: tuple = ()             # run dirs to initialise from (tup / transh runs)
+    seed: int = 2020
+    device: str = "cpu"
+
+
+@dataclass
+class EvalConfig:
+    protocol: str = "recbole"         # recbole | paper
+    ks: tuple = (10,)
+    user_batch_size: int = 512
+    memory_budget_mb: int = 512
+    kg_eval: bool = True              # link prediction for KG models at the end of training
+    kg_eval_max_triples: int = 0      # 0 = all test triples
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        cfg = cls()
+        cfg.update(d)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping of keys to values at the top level")
+        cfg = cls()
+        cfg.update(raw, source=str(p))
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for sec in _SECTIONS:
+            d = dataclasses.asdict(getattr(self, sec))
+            out[sec] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def copy(self) -> "Config":
+        return Config.from_dict(self.to_dict())
+
+    # ---------------------------------------------------------------- updating
+    def update(self, d: dict[str, Any], source: str = "config") -> "Config":
+        """Apply a nested ({section: {key: v}}) or flat/dotted ({key: v}) mapping."""
+        for key, value in d.items():
+            if key in _SECTIONS and isinstance(value, dict):
+                for k2, v2 in value.items():
+                    self.set(f"{key}.{k2}", v2, source=source)
+            else:
+                self.set(key, value, source=source)
+        self.validate()
+        return self
+
+    def set(self, key: str, value: Any, source: str = "config") -> None:
+        section, name = _resolve_key(key, source)
+        obj = getattr(self, section)
+        ftype = _field_types(type(obj))[name]
+        setattr(obj, name, _coerce(value, ftype, f"{section}.{name}", source))
+
+    def apply_overrides(self, items: list[str]) -> "Config":
+        """``["lr=0.002", "train.epochs=20"]`` → typed values (YAML scalars)."""
+        for item in items:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected key=value")
+            k, v = item.split("=", 1)
+            try:
+                parsed = yaml.safe_load(v) if v.strip() != "" else ""
+            except yaml.YAMLError:
+                parsed = v
+            self.set(k.strip(), parsed, source="--set")
+        self.validate()
+        return self
+
+    # -------------------------------------------------------------- validation
+    def validate(self) -> None:
+        m, t, dc, e = self.model, self.train, self.data, self.eval
+        _choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        _choice("model.induction", m.induction, ("soft", "hard"))
+        _choice("model.norm", m.norm, ("l1", "l2"))
+        _choice("model.combine", m.combine, ("sum", "mean"))
+        _choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
+        _choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
+        _choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
+        _choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
+        _choice("eval.protocol", e.protocol, ("recbole", "paper"))
+        _positive("model.embedding_size", m.embedding_size)
+        _positive("train.batch_size", t.batch_size)
+        _positive("train.kg_batch_size", t.kg_batch_size)
+        _positive("train.num_negatives", t.num_negatives)
+        _positive("train.eval_every", t.eval_every)
+        _positive("eval.user_batch_size", e.user_batch_size)
+        _positive("eval.memory_budget_mb", e.memory_budget_mb)
+        _nonneg("train.epochs", t.epochs)
+        _nonneg("train.patience", t.patience)
+        _nonneg("train.rec_epochs", t.rec_epochs)
+        _nonneg("train.kg_epochs", t.kg_epochs)
+        _nonneg("data.k_core", dc.k_core)
+        _nonneg("model.num_preferences", m.num_preferences)
+        _nonneg("train.weight_decay", t.weight_decay)
+        _nonneg("train.grad_clip", t.grad_clip)
+        _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
+        if not t.lr > 0:
+            raise ConfigError(f"train.lr: must be > 0, got {t.lr}")
+        if not 0.0 <= t.joint_lambda <= 1.0:
+            raise ConfigError(f"train.joint_lambda: must be within [0, 1], got {t.joint_lambda}")
+        if not m.gumbel_temperature > 0:
+            raise ConfigError(f"model.gumbel_temperature: must be > 0, got {m.gumbel_temperature}")
+        for name, ratios in (("data.split_ratios", dc.split_ratios), ("data.kg_split_ratios", dc.kg_split_ratios)):
+            if len(ratios) != 3 or any(float(r) < 0 for r in ratios) or sum(float(r) for r in ratios) <= 0:
+                raise ConfigError(f"{name}: expected three non-negative numbers (train, valid, test), got {list(ratios)}")
+        if not e.ks or any(int(k) <= 0 for k in e.ks):
+            raise ConfigError(f"eval.ks: expected a list of positive integers, got {list(e.ks)}")
+        if t.schedule == "epoch" and t.rec_epochs + t.kg_epochs == 0:
+            raise ConfigError("train.rec_epochs, train.kg_epochs: at least one must be > 0")
+
+
+_SECTIONS = ("data", "model", "train", "eval")
+_SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def all_keys() -> dict[str, list[str]]:
+    """Every valid key by section (for help and error messages)."""
+    return {s: list(_field_types(c)) for s, c in _SECTION_TYPES.items()}
+
+
+def _resolve_key(key: str, source: str) -> tuple[str, str]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"{source}: unknown config section {section!r} in key {key!r} (sections: {', '.join(_SECTIONS)})")
+        if name not in _field_types(_SECTION_TYPES[section]):
+            raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(name)}")
+        return section, name
+    owners = [s for s, c in _SECTION_TYPES.items() if key in _field_types(c)]
+    if not owners:
+        raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key)}")
+    if len(owners) > 1:
+        raise ConfigError(f"{source}: key {key!r} is ambiguous; write one of {', '.join(o + '.' + key for o in owners)}")
+    return owners[0], key
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    every = [k for ks in all_keys().values() for k in ks]
+    close = difflib.get_close_matches(name, every, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(ftype)
+    args = typing.get_args(ftype)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, source)
+    bad = ConfigError(f"{source}: {key}: expected {getattr(ftype, '__name__', ftype)}, got {value!r}")
+    if ftype is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise bad
+    if ftype is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if ftype is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if ftype is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if ftype is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split() if v]
+            value = [yaml.safe_load(v) for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        raise bad
+    return value
+
+
+def _choice(key: str, value: str, options: tuple) -> None:
+    if value not in options:
+        raise ConfigError(f"{key}: must be one of {', '.join(options)}; got {value!r}")
+
+
+def _positive(key: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: must be > 0, got {value}")
+
+
+def _nonneg(key: str, value) -> None:
+    if value < 0:
+        raise ConfigError(f"{key}: must be >= 0, got {value}")

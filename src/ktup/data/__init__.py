@@ -1,0 +1,1 @@
+from ktup.data.dataset import UNLINKED, IdMap, Interactions, KGDataset  # noqa: F401

@@ -1,0 +1,1 @@
+from ktup.models.base import Model  # noqa: F401

@@ -1,0 +1,56 @@
+"""The small interface every model implements (the contract the trainer, evaluators and
+explainers rely on). Scores are *higher is better* everywhere outside the models: translation
+models return the negated distance.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    name: ClassVar[str] = "model"
+    uses_rec: ClassVar[bool] = False   # has a recommendation loss and scores users × items
+    uses_kg: ClassVar[bool] = False    # has a KG loss and scores (h, r) × entities
+    explains: ClassVar[bool] = False   # has preference_logits / preference_relation
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, config, dataset) -> "Model":
+        """Build from a :class:`ktup.config.ModelConfig` and a :class:`ktup.data.KGDataset`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ losses
+    def rec_loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor) -> torch.Tensor:
+        """Scalar loss; users, pos_items (B,), neg_items (B,) or (B, n_neg)."""
+        raise NotImplementedError(f"{self.name} has no recommendation loss")
+
+    def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
+        """Scalar loss for positive triples (B,) and their corruptions (B,) or (B, n_neg)."""
+        raise NotImplementedError(f"{self.name} has no KG loss")
+
+    def constrain_(self) -> None:
+        """Hard constraints applied after each optimiser step (e.g. renormalising rows)."""
+
+    # ------------------------------------------------------------------ scores
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B,) scores of (user, item) pairs; higher is better; deterministic in eval mode."""
+        raise NotImplementedError(f"{self.name} does not score users and items")
+
+    def score_all_items(self, users: torch.Tensor, items: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, N) scores of users against all items (or the given item chunk): the fast path."""
+        raise NotImplementedError(f"{self.name} does not score users and items")
+
+    def score_triples(self, heads, relations, tails) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} does not score triples")
+
+    def score_tails(self, heads: torch.Tensor, relations: torch.Tensor, entities: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, E) scores of (h, r, ?) against all entities (or the given entity chunk)."""
+        raise NotImplementedError(f"{self.name} does not score triples")
+
+    def score_heads(self, relations: torch.Tensor, tails: torch.Tensor, entities: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, E) scores of (?, r, t) against all entities (or the given entity chunk)."""
+        raise NotImplementedError(f"{self.name} does not score triples")
