@@ -22,8 +22,10 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q "torch==2.13.0"
 $PIP install -q --no-deps "recbole==1.2.1"
-# What RecBole 1.2.1 imports for KTUP/BPR (found by trying). numpy<2: RecBole 1.2.1 uses
-# np.float / np.int-style aliases and other APIs removed in numpy 2.
+# What RecBole 1.2.1 imports for KTUP/BPR (found by trying). numpy<2: RecBole's Config sets
+# `np.float = np.float_` (gone in numpy 2) for its metrics; tensorboard: its Trainer always
+# opens a SummaryWriter; thop: run_recbole counts FLOPs; scikit-learn: recbole.model imports
+# every model module, some of which import it; texttable, psutil: its environment table.
 $PIP install -q "numpy<2" "scipy<1.14" "pandas<2.3" tqdm "colorlog==4.7.2" "colorama==0.4.4" \
   texttable pyyaml psutil tabulate "scikit-learn<1.6" tensorboard thop
 # Stub for `ray` (imported at module level in recbole.quick_start; only used for tuning).
@@ -40,8 +42,10 @@ PY
 """Stub of ray.tune (see ray/__init__.py)."""
 PY
 fi
-# Our own package, so the drop-in (ktup.integrations.recbole) can run inside RecBole.
+# Our own package, so the drop-in (ktup.integrations.recbole) can run inside RecBole, and
+# pytest for tests/test_integrations_recbole.py.
 $PIP install -q -e "$REPO" --no-deps
+$PIP install -q pytest
 "$VENV/bin/python" - <<'PY'
 import torch, numpy, recbole
 from recbole.quick_start import run_recbole  # noqa: F401

@@ -1,0 +1,87 @@
+"""``ktup evaluate RUN_DIR``: re-evaluate a trained run under a named protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ktup.errors import KtupError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a trained run (full ranking; KG link prediction for KG models)",
+        description="Full-ranking evaluation of a run's checkpoint on its exact split. KG models also get "
+                    "filtered link prediction (realistic ranks) on the KG split of the same name.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `ktup train`")
+    p.add_argument("--split", choices=("valid", "test"), default="test", help="split to evaluate (default: test)")
+    p.add_argument("--k", default=None, help="cut-offs, comma separated (default: the run's eval.ks)")
+    p.add_argument("--protocol", default=None, help="recbole | paper (default: the run's eval.protocol)")
+    p.add_argument("--checkpoint", default="best", help="best | last | a .pt file (default: best)")
+    p.add_argument("--no-kg", action="store_true", help="skip KG link prediction")
+    p.add_argument("--kg-max-triples", type=int, default=None,
+                   help="evaluate at most this many KG triples (deterministic subsample; 0 = all)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=run)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise KtupError(f"--k {text!r}: expected comma-separated positive integers, e.g. 10,20,50") from None
+    if not ks or any(k <= 0 for k in ks):
+        raise KtupError(f"--k {text!r}: expected comma-separated positive integers, e.g. 10,20,50")
+    return ks
+
+
+def run(args: argparse.Namespace) -> int:
+    from ktup.evaluation import evaluate_link_prediction, evaluate_recommendation, get_protocol
+    from ktup.training.runs import load_run
+
+    ks_arg = parse_ks(args.k) if args.k is not None else None
+    protocol_name = args.protocol
+    if protocol_name is not None:
+        get_protocol(protocol_name)          # fail before the (slow) load on a typo
+    loaded = load_run(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    cfg, model, dataset = loaded.config, loaded.model, loaded.dataset
+    protocol = get_protocol(protocol_name or cfg.eval.protocol)
+    ks = ks_arg or tuple(int(k) for k in cfg.eval.ks)
+
+    out: dict = {}
+    rec = None
+    if getattr(model, "uses_rec", True) and hasattr(model, "score_all_items"):
+        rec = evaluate_recommendation(model, dataset, split=args.split, ks=ks, protocol=protocol,
+                                      user_batch_size=cfg.eval.user_batch_size,
+                                      memory_budget_mb=cfg.eval.memory_budget_mb)
+        rec.warnings += [f"the run's data settings differ from protocol {protocol.name}: {m}"
+                         for m in protocol.mismatches(cfg.data)]
+        out = rec.to_dict()
+    else:
+        out = {"protocol": protocol.parameters(), "split": args.split, "users": 0, "metrics": {}}
+    kg = None
+    if getattr(model, "uses_kg", False) and not args.no_kg:
+        max_triples = cfg.eval.kg_eval_max_triples if args.kg_max_triples is None else args.kg_max_triples
+        if len(getattr(dataset, f"kg_{args.split}")) > 0:
+            kg = evaluate_link_prediction(model, dataset, split=args.split, filtered=True, max_triples=max_triples,
+                                          memory_budget_mb=cfg.eval.memory_budget_mb)
+            d = kg.to_dict()
+            out["kg"] = {k: d[k] for k in ("mr", "mrr", "hits@1", "hits@3", "hits@10")}
+            out["kg"].update({"setting": "filtered", "ranks": "realistic", "triples": kg.n_triples,
+                              "head": d["head"], "tail": d["tail"]})
+
+    if args.json:
+        out["run"] = str(loaded.path)
+        out["checkpoint"] = args.checkpoint
+        print(json.dumps(out, indent=2))
+        return 0
+    model_name = loaded.info.get("model", getattr(model, "name", "model"))
+    print(f"run: {loaded.path}   model: {model_name}   checkpoint: {args.checkpoint}")
+    if rec is not None:
+        print(rec.format_table())
+    if kg is not None:
+        print()
+        print(kg.format_table())
+    return 0

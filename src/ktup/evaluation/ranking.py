@@ -1,0 +1,241 @@
+"""Full-ranking evaluation of recommendations.
+
+For every user with at least one held-out item in the split, all items are scored
+(``model.score_all_items`` on batches of users × chunks of items sized to a memory budget),
+items seen before the split are set to −∞, and the top K is kept with ``torch.topk`` per chunk
+and merged. Ties are broken by the lower item id, so the result does not depend on chunking
+and evaluating twice gives identical numbers. Metrics come from :mod:`ktup.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ktup.errors import KtupError
+from ktup.evaluation.metrics import METRICS, batch_gold, hit_matrix, ranking_metrics, summarise
+from ktup.evaluation.protocols import Protocol, get_protocol
+from ktup.evaluation.topk import merge_topk, topk_chunk
+
+
+@dataclass
+class RankingResult:
+    summary: dict[str, float]                  # "recall@10" → mean over evaluated users
+    per_user: dict[str, np.ndarray]            # "recall@10" → (n_users,) aligned with .users
+    users: np.ndarray                          # (n_users,) internal ids of the users averaged over
+    n_users: int                               # users with >= 1 held-out item
+    protocol: dict[str, Any]                   # name + parameters
+    split: str = "valid"
+    ks: tuple[int, ...] = (10,)
+    n_excluded: int = 0                        # requested users without held-out items (not averaged)
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> float:
+        return self.summary[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: protocol, split, users, metrics (no per-user arrays)."""
+        return {
+            "protocol": self.protocol,
+            "split": self.split,
+            "users": self.n_users,
+            "users_excluded": self.n_excluded,
+            "metrics": dict(self.summary),
+            "seconds": round(self.seconds, 4),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def format_table(self) -> str:
+        """A readable table: metrics as rows, cut-offs as columns, headed by protocol and split."""
+        p = self.protocol
+        lines = [f"split: {self.split}   users: {self.n_users}"
+                 + (f" (+{self.n_excluded} without held-out items, not averaged)" if self.n_excluded else ""),
+                 f"protocol: {p.get('name')} — {p.get('description', '')}"]
+        data = p.get("data")
+        if data:
+            lines.append("  data: " + ", ".join(f"{k}={v}" for k, v in data.items()))
+        if p.get("masking"):
+            lines.append(f"  masking: {p['masking']}")
+        names = [m for m in p.get("metrics", []) if m in METRICS] + [m for m in METRICS if m not in p.get("metrics", [])]
+        width = max(len(n) for n in names) + 2
+        header = "metric".ljust(width) + "".join(f"@{k}".rjust(10) for k in self.ks)
+        lines += ["", header, "-" * len(header)]
+        for n in names:
+            label = n + ("*" if n == "ndcg_ktup" else "")
+            lines.append(label.ljust(width) + "".join(f"{self.summary.get(f'{n}@{k}', float('nan')):10.4f}" for k in self.ks))
+        lines.append("")
+        lines.append("* ndcg_ktup: the KTUP authors' variant (DCG / DCG of the same hits sorted to the top); not NDCG")
+        for w in self.warnings:
+            lines.append(f"warning: {w}")
+        return "\n".join(lines)
+
+
+class _FunctionScorer:
+    """Adapts a plain ``f(users, items) -> (B, N)`` function to the ``score_all_items`` contract."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def score_all_items(self, users, items=None):
+        return self.fn(users, items)
+
+
+def as_scorer(model: Any) -> Any:
+    """Anything with ``score_all_items``, or a bare function with that signature."""
+    if hasattr(model, "score_all_items"):
+        return model
+    if callable(model):
+        return _FunctionScorer(model)
+    raise KtupError(f"cannot evaluate a {type(model).__name__}: it has no score_all_items(users, items)")
+
+
+@contextlib.contextmanager
+def inference_mode(model: Any) -> Iterator[None]:
+    """Eval mode and no autograd for the duration; the model's previous mode is restored."""
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            model.train(True)
+
+
+def model_device(model: Any) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def bytes_per_pair(model: Any) -> int:
+    """Memory one scored pair may need, including the model's own temporaries.
+
+    A model may declare ``eval_bytes_per_pair``. A model with a ``memory_budget_mb`` attribute
+    bounds its own temporaries (ktup's models chunk internally), so only the evaluator's few
+    (B, C) float tensors count. Otherwise assume a translation-style scorer that materialises a
+    d-vector per pair (d from ``embedding_size`` or 64) plus a few floats.
+    """
+    hint = getattr(model, "eval_bytes_per_pair", None)
+    if hint:
+        return int(hint)
+    if getattr(model, "memory_budget_mb", None):
+        return 16
+    d = getattr(model, "embedding_size", None) or getattr(getattr(model, "config", None), "embedding_size", None) or 64
+    return 4 * (int(d) + 8)
+
+
+def _csr(inter, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user CSR with sorted items (one int64 key sort; duplicates kept, they are harmless)."""
+    users = np.asarray(inter.users, dtype=np.int64)
+    key = np.sort(users * n_items + np.asarray(inter.items, dtype=np.int64))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, key % n_items
+
+
+def _seen_pairs(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, items = batch_gold(indptr, indices, users)
+    return rows.to(device), items.to(device)
+
+
+def evaluate_recommendation(
+    model: Any,
+    dataset,
+    split: str = "valid",
+    ks: Iterable[int] = (10,),
+    protocol: str | Protocol = "recbole",
+    user_batch_size: int = 512,
+    memory_budget_mb: int = 512,
+    users: Optional[Sequence[int]] = None,
+) -> RankingResult:
+    """Rank all items for each user with a held-out item in ``split``; return averaged metrics.
+
+    ``model`` is anything with ``score_all_items(users (B,), items (C,)) -> (B, C)`` (higher is
+    better) or such a function. Items in ``dataset.seen_before(split)`` are excluded.
+    ``users`` restricts the evaluation to those internal ids (still only users with gold items).
+    """
+    t0 = time.perf_counter()
+    proto = get_protocol(protocol)
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] <= 0:
+        raise KtupError(f"cut-offs must be positive integers, got {list(ks)}")
+    if user_batch_size <= 0 or memory_budget_mb <= 0:
+        raise KtupError("user_batch_size and memory_budget_mb must be > 0")
+    scorer = as_scorer(model)
+    n_items = int(dataset.n_items)
+    kmax = ks[-1]
+    gold_ptr, gold_idx = _csr(dataset.split(split), dataset.n_users, n_items)
+    seen_ptr, seen_idx = _csr(dataset.seen_before(split), dataset.n_users, n_items)
+    n_gold_all = np.diff(gold_ptr)                                  # (n_users,)
+
+    requested = np.arange(dataset.n_users, dtype=np.int64) if users is None else np.unique(np.asarray(users, dtype=np.int64))
+    if requested.size and (requested.min() < 0 or requested.max() >= dataset.n_users):
+        raise KtupError(f"user ids must lie in 0..{dataset.n_users - 1}")
+    eval_users = requested[n_gold_all[requested] > 0]
+    n_excluded = int(requested.size - eval_users.size)
+
+    device = model_device(scorer)
+    budget = memory_budget_mb * 2**20
+    per_pair = bytes_per_pair(scorer)
+    B = int(max(1, min(user_batch_size, budget // max(1, per_pair * min(n_items, 256)))))
+    chunk = int(max(1, min(n_items, budget // max(1, per_pair * B))))
+    all_items = torch.arange(n_items, dtype=torch.int64, device=device)
+
+    top_parts: list[torch.Tensor] = []
+    with inference_mode(scorer):
+        for b0 in range(0, eval_users.size, B):
+            batch = eval_users[b0:b0 + B]
+            u = torch.from_numpy(batch).to(device)
+            s_rows, s_items = _seen_pairs(seen_ptr, seen_idx, batch, device)
+            parts = []
+            for c0 in range(0, n_items, chunk):
+                c1 = min(n_items, c0 + chunk)
+                items = all_items if (c0 == 0 and c1 == n_items) else all_items[c0:c1]
+                scores = scorer.score_all_items(u, items)
+                if tuple(scores.shape) != (len(batch), c1 - c0):
+                    raise KtupError(f"score_all_items returned shape {tuple(scores.shape)}, expected {(len(batch), c1 - c0)}")
+                # a private float32 copy: masking writes into it, and the scorer may return a view
+                scores = scores.detach().to(torch.float32, copy=True)                    # (B, C)
+                in_chunk = (s_items >= c0) & (s_items < c1)
+                flat = s_rows[in_chunk] * (c1 - c0) + (s_items[in_chunk] - c0)
+                scores.view(-1).index_fill_(0, flat, float("-inf"))
+                try:
+                    parts.append(topk_chunk(scores, kmax, offset=c0))
+                except FloatingPointError:
+                    raise KtupError("the model produced NaN scores; it has diverged (try a lower learning rate)") from None
+            vals, ids = merge_topk(parts, kmax)                       # (B, Kmax)
+            ids = torch.where(torch.isneginf(vals), torch.full_like(ids, -1), ids)  # masked items never count
+            top_parts.append(ids.cpu())
+
+    topk = torch.cat(top_parts, 0) if top_parts else torch.zeros(0, kmax, dtype=torch.int64)
+    if topk.shape[1] < kmax:  # fewer items than K: pad with "no item"
+        topk = torch.cat([topk, torch.full((topk.shape[0], kmax - topk.shape[1]), -1, dtype=torch.int64)], 1)
+    g_rows, g_items = batch_gold(gold_ptr, gold_idx, eval_users)
+    hits = hit_matrix(topk, g_rows, g_items, n_items)
+    per_user_t = ranking_metrics(hits, torch.from_numpy(n_gold_all[eval_users].astype(np.float64)), ks)
+    per_user = {name: v.numpy() for name, v in per_user_t.items()}
+    return RankingResult(
+        summary=summarise(per_user),
+        per_user=per_user,
+        users=eval_users,
+        n_users=int(eval_users.size),
+        protocol=proto.parameters(),
+        split=split,
+        ks=ks,
+        n_excluded=n_excluded,
+        seconds=time.perf_counter() - t0,
+    )
+

@@ -1,0 +1,42 @@
+"""BPR-MF (Rendle et al., 2009): dot-product matrix factorisation, the plain baseline."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ktup.models import functional as fn
+from ktup.models.base import Model
+from ktup.models.kg import _as_long
+
+
+class BPRMF(Model):
+    name = "bpr"
+    uses_rec = True
+
+    def __init__(self, n_users: int, n_items: int, embedding_size: int = 64):
+        super().__init__()
+        self.n_users, self.n_items, self.embedding_size = n_users, n_items, embedding_size
+        self.user = nn.Embedding(n_users, embedding_size)
+        self.item = nn.Embedding(n_items, embedding_size)
+        for emb in (self.user, self.item):
+            fn.xavier_normalised_(emb.weight)
+
+    @classmethod
+    def build(cls, config, dataset) -> "BPRMF":
+        return cls(dataset.n_users, dataset.n_items, config.embedding_size)
+
+    def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
+        u = self.user(_as_long(users))                       # (B, d)
+        neg = _as_long(neg_items)
+        pos = (u * self.item(_as_long(pos_items))).sum(-1)   # (B,)
+        if neg.dim() == 2:
+            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * self.item(neg)).sum(-1))
+        return fn.bpr_loss_scores(pos, (u * self.item(neg)).sum(-1))
+
+    def score_pairs(self, users, items) -> torch.Tensor:
+        return (self.user(_as_long(users)) * self.item(_as_long(items))).sum(-1)
+
+    def score_all_items(self, users, items=None) -> torch.Tensor:
+        I = self.item.weight if items is None else self.item(_as_long(items))
+        return self.user(_as_long(users)) @ I.T

@@ -1,0 +1,130 @@
+"""Knowledge-graph completion models: TransH (the KG half of KTUP) and TransE (a baseline).
+
+``f(h, r, t) = ‖h⊥ + r − t⊥‖`` (L1 or squared L2), the projections onto the relation's
+hyperplane (TransH) or none (TransE). Scores are ``−f``. The KG side of KTUP reuses
+:class:`KGScoringMixin`, so link prediction is identical for TransH and KTUP.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ktup.models import functional as fn
+from ktup.models.base import Model
+from ktup.models.scoring import hyperplane_distance_all
+
+
+def _as_long(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.long)
+
+
+class KGScoringMixin:
+    """Triple scoring for a model holding ``entity`` / ``relation`` embeddings and, for
+    TransH-style models, ``relation_norm`` (``None`` for TransE).
+
+    Subclasses define ``n_entities`` (real entities; a padding row beyond it is never scored),
+    ``norm``, ``unit_normals``, ``margin``, ``kg_constraint_weight`` and ``memory_budget_mb``.
+    """
+
+    entity: nn.Embedding
+    relation: nn.Embedding
+    relation_norm: Optional[nn.Embedding]
+
+    def _kg_normals(self, r: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.relation_norm is None:
+            return None
+        return fn.normal(self.relation_norm(r), self.unit_normals)
+
+    def _kg_distance(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Distances of triples; ids of any (broadcastable) shape."""
+        h_e, r_e, t_e = self.entity(h), self.relation(r), self.entity(t)
+        w = self._kg_normals(r)
+        if w is not None:
+            h_e, t_e = fn.project(h_e, w), fn.project(t_e, w)
+        return fn.distance(h_e + r_e - t_e, self.norm)
+
+    def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
+        """Margin ranking ``mean max(0, f(pos) − f(neg) + γ)`` plus, for TransH, the weighted soft
+        constraints (orthogonality of the batch's relations, norm of the batch's entities) summed
+        over the batch and divided by its size, so the loss is a per-triple mean like ``rec_loss``."""
+        h, r, t = _as_long(heads), _as_long(relations), _as_long(tails)
+        nh, nt = _as_long(neg_heads), _as_long(neg_tails)
+        pos = self._kg_distance(h, r, t)                    # (B,)
+        if nh.dim() == 2:
+            neg = self._kg_distance(nh, r[:, None], nt)     # (B, n_neg)
+            pos = pos[:, None]
+        else:
+            neg = self._kg_distance(nh, r, nt)              # (B,)
+        loss = fn.margin_ranking_loss(pos, neg, self.margin)
+        if self.relation_norm is not None and self.kg_constraint_weight > 0:
+            ents = self.entity(torch.cat([h, t, nh.reshape(-1), nt.reshape(-1)]))
+            cons = fn.orthogonal_loss(self.relation(r), self.relation_norm(r)) + fn.entity_norm_loss(ents)
+            loss = loss + self.kg_constraint_weight * cons / h.shape[0]
+        return loss
+
+    def score_triples(self, heads, relations, tails) -> torch.Tensor:
+        return -self._kg_distance(_as_long(heads), _as_long(relations), _as_long(tails))
+
+    def _candidates(self, entities: Optional[torch.Tensor]) -> torch.Tensor:
+        if entities is None:
+            return self.entity.weight[: self.n_entities]
+        return self.entity(_as_long(entities))
+
+    def score_tails(self, heads, relations, entities=None) -> torch.Tensor:
+        h, r = _as_long(heads), _as_long(relations)
+        w = self._kg_normals(r)
+        h_e = self.entity(h)
+        q = (h_e if w is None else fn.project(h_e, w)) + self.relation(r)      # (B, d)
+        return -hyperplane_distance_all(q, w, self._candidates(entities), norm=self.norm,
+                                        budget_mb=self.memory_budget_mb, groups=r)
+
+    def score_heads(self, relations, tails, entities=None) -> torch.Tensor:
+        r, t = _as_long(relations), _as_long(tails)
+        w = self._kg_normals(r)
+        t_e = self.entity(t)
+        q = (t_e if w is None else fn.project(t_e, w)) - self.relation(r)      # (B, d)
+        return -hyperplane_distance_all(q, w, self._candidates(entities), norm=self.norm,
+                                        budget_mb=self.memory_budget_mb, groups=r)
+
+
+class TransH(KGScoringMixin, Model):
+    """TransH (Wang et al., 2014) with the spec's unit normals (free normals as an option)."""
+
+    name = "transh"
+    uses_kg = True
+    _with_normals = True
+
+    def __init__(self, n_entities: int, n_relations: int, embedding_size: int = 64, *, norm: str = "l1",
+                 unit_normals: bool = True, margin: float = 1.0, kg_constraint_weight: float = 0.01):
+        super().__init__()
+        self.n_entities, self.n_relations, self.embedding_size = n_entities, n_relations, embedding_size
+        self.norm, self.unit_normals = norm, unit_normals
+        self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
+        self.memory_budget_mb = 256.0
+        self.entity = nn.Embedding(n_entities, embedding_size)
+        self.relation = nn.Embedding(n_relations, embedding_size)
+        self.relation_norm = nn.Embedding(n_relations, embedding_size) if self._with_normals else None
+        for emb in (self.entity, self.relation, self.relation_norm):
+            if emb is not None:
+                fn.xavier_normalised_(emb.weight)
+
+    @classmethod
+    def build(cls, config, dataset) -> "TransH":
+        return cls(dataset.n_entities, dataset.n_relations, config.embedding_size, norm=config.norm,
+                   unit_normals=config.unit_normals, margin=config.margin,
+                   kg_constraint_weight=config.kg_constraint_weight)
+
+
+class TransE(TransH):
+    """TransE (Bordes et al., 2013): no hyperplanes; entities renormalised to unit length after
+    each step (``constrain_``), as in the original algorithm, instead of soft constraints."""
+
+    name = "transe"
+    _with_normals = False
+
+    def constrain_(self) -> None:
+        with torch.no_grad():
+            self.entity.weight.copy_(fn.unit(self.entity.weight))

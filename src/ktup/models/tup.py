@@ -1,0 +1,249 @@
+"""TUP (translation-based user preference) and KTUP (TUP jointly learned with TransH).
+
+A user reaches an item through an induced preference on that preference's hyperplane:
+``f(u, i) = ‖u⊥ + p* − ĩ⊥‖``. KTUP binds preference k to KG relation k (``p̃_k = p_k + r_k``,
+``w̃_k = w_p,k + w_r,k``, or their means) and enhances every linked item with its entity
+(``ĩ = i + e[a(i)]``). See docs/MODEL.md for the spec and docs/API.md for the interface.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ktup.errors import ConfigError, KtupError
+from ktup.models import functional as fn
+from ktup.models.base import Model
+from ktup.models.kg import KGScoringMixin, _as_long
+from ktup.models.recbole_api import RecBoleInterface
+from ktup.models.scoring import (
+    preference_distance_all,
+    preference_distance_per_k,
+    preference_pair_distance,
+)
+
+
+class TUP(RecBoleInterface, Model):
+    """TransUP without a KG: K free preferences, ``ĩ = i``. Also speaks RecBole's method names
+    (:class:`ktup.models.recbole_api.RecBoleInterface`)."""
+
+    name = "tup"
+    uses_rec = True
+    explains = True
+
+    def __init__(self, n_users: int, n_items: int, num_preferences: int, embedding_size: int = 64, *,
+                 induction: str = "soft", norm: str = "l1", unit_normals: bool = True,
+                 gumbel_temperature: float = 1.0):
+        super().__init__()
+        if num_preferences <= 0:
+            raise ConfigError(f"model.num_preferences: must be > 0, got {num_preferences}")
+        self.n_users, self.n_items, self.embedding_size = n_users, n_items, embedding_size
+        self.num_preferences = num_preferences
+        self.induction, self.norm, self.unit_normals = induction, norm, unit_normals
+        self.gumbel_temperature = gumbel_temperature
+        self.memory_budget_mb = 256.0   # bound on the temporaries of score_all_items
+        self.user = nn.Embedding(n_users, embedding_size)
+        self.item = nn.Embedding(n_items, embedding_size)
+        self.preference = nn.Embedding(num_preferences, embedding_size)
+        self.preference_norm = nn.Embedding(num_preferences, embedding_size)
+        for emb in (self.user, self.item, self.preference, self.preference_norm):
+            fn.xavier_normalised_(emb.weight)
+
+    @classmethod
+    def build(cls, config, dataset) -> "TUP":
+        k = config.num_preferences or dataset.n_relations
+        if k <= 0:
+            raise ConfigError("model.num_preferences: the dataset has no KG relations; set it explicitly (e.g. 20)")
+        return cls(dataset.n_users, dataset.n_items, k, config.embedding_size, induction=config.induction,
+                   norm=config.norm, unit_normals=config.unit_normals,
+                   gumbel_temperature=config.gumbel_temperature)
+
+    # ------------------------------------------------------------ the tables
+    @property
+    def preference_relation(self) -> Optional[list[int]]:
+        """KG relation bound to each preference; None: TUP's preferences are free."""
+        return None
+
+    def preference_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(p̃, w̃)``, each (K, d): the translation vectors and raw (unnormalised) normals."""
+        return self.preference.weight, self.preference_norm.weight
+
+    def item_vectors(self, items: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Enhanced items ``ĩ`` for ids of any shape (all items when None) → shape + (d,)."""
+        return self.item.weight if items is None else self.item(_as_long(items))
+
+    # ------------------------------------------------------------ induction
+    def _weights(self, logits: torch.Tensor, noisy: bool) -> torch.Tensor:
+        """Preference weights (..., K): softmax (soft); ST-Gumbel one-hot when ``noisy`` and
+        hard; plain argmax one-hot otherwise (deterministic inference)."""
+        if self.induction == "soft":
+            return torch.softmax(logits, dim=-1)
+        if noisy:
+            return fn.st_gumbel_softmax(logits, self.gumbel_temperature)
+        return fn.convert_to_one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+
+    def _pair(self, users: torch.Tensor, items: torch.Tensor, noisy: bool):
+        """(u, ĩ, weights, distance) of (broadcastable) user and item ids."""
+        P, W = self.preference_tables()
+        u = self.user(_as_long(users))
+        i = self.item_vectors(items)
+        a = self._weights((u + i) @ P.T, noisy)
+        return u, i, a, preference_pair_distance(u, i, a, P, W, self.norm, self.unit_normals)
+
+    def preference_logits(self, users, items) -> torch.Tensor:
+        """(B, K) logits ``α_k = (u + ĩ)·p̃_k``, deterministic (no noise)."""
+        P, _ = self.preference_tables()
+        return (self.user(_as_long(users)) + self.item_vectors(items)) @ P.T
+
+    # ------------------------------------------------------------------ losses
+    def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
+        """BPR on distances; ST-Gumbel noise when hard and in train mode. neg (B,) or (B, n_neg)."""
+        users, pos, neg = _as_long(users), _as_long(pos_items), _as_long(neg_items)
+        noisy = self.training
+        d_pos = self._pair(users, pos, noisy)[3]            # (B,)
+        if neg.dim() == 2:
+            d_neg = self._pair(users[:, None], neg, noisy)[3]   # (B, n_neg)
+            d_pos = d_pos[:, None]
+        else:
+            d_neg = self._pair(users, neg, noisy)[3]
+        return fn.bpr_loss(d_pos, d_neg) + self._rec_extra_loss(pos, neg)
+
+    def _rec_extra_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), dtype=self.user.weight.dtype, device=self.user.weight.device)
+
+    # ------------------------------------------------------------------ scores
+    def score_pairs(self, users, items) -> torch.Tensor:
+        """(B,) ``−f(u, i)`` with deterministic induction (no Gumbel noise in any mode)."""
+        return -self._pair(_as_long(users), _as_long(items), noisy=False)[3]
+
+    def score_all_items(self, users, items=None) -> torch.Tensor:
+        """(B, N) scores by the decomposed fast path (module docstring of ktup.models.scoring)."""
+        P, W = self.preference_tables()
+        U = self.user(_as_long(users))
+        I = self.item_vectors(None if items is None else _as_long(items))
+        return -preference_distance_all(U, I, P, W, induction=self.induction, norm=self.norm,
+                                        unit_normals=self.unit_normals, budget_mb=self.memory_budget_mb)
+
+    def score_pairs_per_preference(self, users, items) -> torch.Tensor:
+        """(B, K): the pair's score if preference k were the induced one."""
+        P, W = self.preference_tables()
+        u, i = self.user(_as_long(users)), self.item_vectors(_as_long(items))
+        return -preference_distance_per_k(u, i, P, W, self.norm, self.unit_normals)
+
+    # ------------------------------------------------------------ pre-training
+    def init_from(self, other: Model) -> "TUP":
+        """Copy the user, item and preference tables of a trained ``tup``/``ktup`` model."""
+        if not isinstance(other, TUP):
+            raise KtupError(f"{self.name}: cannot initialise from a {other.name} model")
+        for name in ("user", "item", "preference", "preference_norm"):
+            _copy_table(self, other, name)
+        return self
+
+
+def _copy_table(dst: nn.Module, src: nn.Module, name: str, rows: Optional[int] = None) -> None:
+    a, b = getattr(dst, name).weight, getattr(src, name).weight
+    n = a.shape[0] if rows is None else rows
+    if b.shape[0] != n or b.shape[1] != a.shape[1]:
+        raise KtupError(f"init_from: table {name!r} has shape {tuple(b.shape)} in the source model, "
+                        f"expected ({n}, {a.shape[1]}) (same dataset and embedding_size?)")
+    with torch.no_grad():
+        a[:n].copy_(b)
+
+
+class KTUP(KGScoringMixin, TUP):
+    """TUP + TransH, preference k bound to relation k, items enhanced by their entities.
+
+    The entity table has one extra row (index ``n_entities``): the zero padding entity of
+    unlinked items. It is zeroed after init and in ``constrain_`` and excluded from KG scoring
+    and from KG sampling (samplers draw ids below ``n_entities``), so it never moves away from 0.
+    """
+
+    name = "ktup"
+    uses_kg = True
+
+    def __init__(self, n_users: int, n_items: int, n_entities: int, n_relations: int,
+                 item_entity: np.ndarray | torch.Tensor, embedding_size: int = 64, *,
+                 induction: str = "soft", norm: str = "l1", combine: str = "sum", unit_normals: bool = True,
+                 align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
+                 gumbel_temperature: float = 1.0, align_weight: float = 1.0):
+        if n_relations <= 0:
+            raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
+        super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
+                         unit_normals=unit_normals, gumbel_temperature=gumbel_temperature)
+        self.n_entities, self.n_relations, self.combine = n_entities, n_relations, combine
+        self.use_align_loss, self.align_weight = align_loss, align_weight
+        self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
+        # last row: the padding entity; padding_idx gives it a zero gradient
+        self.entity = nn.Embedding(n_entities + 1, embedding_size, padding_idx=n_entities)
+        self.relation = nn.Embedding(n_relations, embedding_size)
+        self.relation_norm = nn.Embedding(n_relations, embedding_size)
+        for emb in (self.entity, self.relation, self.relation_norm):
+            fn.xavier_normalised_(emb.weight)
+        ie = torch.as_tensor(np.asarray(item_entity), dtype=torch.long)
+        if ie.shape != (n_items,):
+            raise KtupError(f"ktup: item_entity has shape {tuple(ie.shape)}, expected ({n_items},)")
+        if ((ie >= n_entities) | (ie < -1)).any():
+            raise KtupError("ktup: item_entity holds ids outside [-1, n_entities)")
+        self.register_buffer("item_entity", torch.where(ie < 0, torch.full_like(ie, n_entities), ie))
+        self.constrain_()
+
+    @classmethod
+    def build(cls, config, dataset) -> "KTUP":
+        return cls(dataset.n_users, dataset.n_items, dataset.n_entities, dataset.n_relations,
+                   dataset.item_entity, config.embedding_size, induction=config.induction, norm=config.norm,
+                   combine=config.combine, unit_normals=config.unit_normals, align_loss=config.align_loss,
+                   margin=config.margin, kg_constraint_weight=config.kg_constraint_weight,
+                   gumbel_temperature=config.gumbel_temperature)
+
+    @property
+    def preference_relation(self) -> list[int]:
+        return list(range(self.n_relations))
+
+    def constrain_(self) -> None:
+        """Keep the padding entity at zero (an optimiser's weight decay could otherwise move it)."""
+        with torch.no_grad():
+            self.entity.weight[self.n_entities].zero_()
+
+    def preference_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        P = self.preference.weight + self.relation.weight
+        W = self.preference_norm.weight + self.relation_norm.weight
+        if self.combine == "mean":
+            P, W = P / 2, W / 2
+        return P, W
+
+    def item_vectors(self, items=None) -> torch.Tensor:
+        if items is None:
+            return self.item.weight + self.entity(self.item_entity)
+        items = _as_long(items)
+        return self.item(items) + self.entity(self.item_entity[items])
+
+    def _rec_extra_loss(self, pos, neg) -> torch.Tensor:
+        """Optional alignment of linked items with their entities (RecBole adds it)."""
+        if not self.use_align_loss:
+            return super()._rec_extra_loss(pos, neg)
+        items = torch.cat([pos.reshape(-1), neg.reshape(-1)])
+        items = items[self.item_entity[items] < self.n_entities]
+        return self.align_weight * fn.align_loss(self.item(items), self.entity(self.item_entity[items]),
+                                                 L1_flag=self.norm == "l1")
+
+    def init_from(self, other: Model) -> "KTUP":
+        """Pre-training as the authors did: users, items and preferences from a ``tup`` model;
+        entities and relations from a ``transh`` model (or everything from a ``ktup`` model)."""
+        if isinstance(other, KTUP):
+            TUP.init_from(self, other)
+            for name in ("entity", "relation", "relation_norm"):
+                _copy_table(self, other, name)
+        elif isinstance(other, TUP):
+            TUP.init_from(self, other)
+        elif getattr(other, "name", None) == "transh":
+            _copy_table(self, other, "entity", rows=self.n_entities)
+            _copy_table(self, other, "relation")
+            _copy_table(self, other, "relation_norm")
+        else:
+            raise KtupError(f"ktup: cannot initialise from a {getattr(other, 'name', type(other).__name__)} model "
+                            "(tup, transh or ktup)")
+        self.constrain_()
+        return self

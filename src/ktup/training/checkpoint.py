@@ -1,0 +1,93 @@
+"""Checkpoint files: atomic writes and a checksum so a damaged file is reported, never loaded.
+
+File layout: ``MAGIC`` (8 bytes) + sha256 digest of the payload (32 bytes) + payload, where the
+payload is what ``torch.save`` writes for a plain dict. A kill during a write leaves the previous
+file intact (temp file in the same directory, fsync, ``os.replace``); a truncated or edited file
+fails the checksum with a one-line :class:`RunError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ktup.errors import RunError
+
+MAGIC = b"KTUPCKP1"
+_DIGEST = 32
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either the old or the new file, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    atomic_write_bytes(path, MAGIC + hashlib.sha256(body).digest() + body)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and verify a checkpoint; any damage is a one-line :class:`RunError` naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: checkpoint not found") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read checkpoint: {e.strerror}") from None
+    if len(raw) < len(MAGIC) + _DIGEST or not raw.startswith(MAGIC):
+        raise RunError(f"{path}: not a ktup checkpoint (corrupt or truncated)")
+    digest, body = raw[len(MAGIC):len(MAGIC) + _DIGEST], raw[len(MAGIC) + _DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise RunError(f"{path}: checkpoint is corrupt (checksum mismatch); "
+                       "resume from another checkpoint or retrain")
+    try:
+        # Our own verified file: it also holds numpy RNG state, which weights_only rejects.
+        return torch.load(io.BytesIO(body), map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any failure here means a damaged file
+        raise RunError(f"{path}: checkpoint cannot be read: {type(e).__name__}") from None
+
+
+# ------------------------------------------------------------------ RNG state
+def rng_state() -> dict[str, Any]:
+    """Global RNG states (torch, numpy, python) for the checkpoint."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

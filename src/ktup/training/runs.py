@@ -1,0 +1,255 @@
+"""Run directories: what a training run leaves behind, and how to load it back.
+
+Layout (``docs/ARCHITECTURE.md``)::
+
+    RUN/config.yaml          resolved config
+    RUN/run.json             id, model, dataset, ktup version, status, split hash, times
+    RUN/split.npz            the exact split (internal ids) and the id-map tokens
+    RUN/checkpoints/last.pt  end of the latest epoch (resume point)
+    RUN/checkpoints/best.pt  best validation epoch (used for test and by load_run)
+    RUN/metrics.jsonl        one JSON line per evaluation, a final line with test metrics
+    RUN/final.json           test metrics of the best checkpoint
+    RUN/train.log, RUN/plots/loss.png, RUN/plots/valid.png
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ktup.config import Config
+from ktup.errors import ConfigError, KtupError, RunError
+
+SPLIT_FORMAT = 1
+
+
+@dataclass
+class Run:
+    """A training run: its directory, config, dataset (exact split) and trained model."""
+
+    path: Path
+    config: Config
+    dataset: Any
+    model: Any
+    info: dict[str, Any] = field(default_factory=dict)
+    final: Optional[dict[str, Any]] = None   # test metrics (final.json) when the run finished
+
+    @property
+    def test_metrics(self) -> dict[str, Any]:
+        return {} if self.final is None else self.final.get("test", {})
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.info.get('model')}, status={self.info.get('status')})"
+
+
+# ------------------------------------------------------------------ paths
+def checkpoint_path(run_dir: str | os.PathLike, which: str) -> Path:
+    return Path(run_dir) / "checkpoints" / f"{which}.pt"
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be written there (one-line RunError if not)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunError(f"{folder}: output directory is not writable ({e.strerror or e})") from None
+
+
+def prepare_run_dir(out: Path, resume: bool = False) -> Path:
+    """Create the run directory and prove it is writable before any training starts."""
+    if not resume and (out / "run.json").exists():
+        raise RunError(f"{out}: already holds a run; resume it with --resume {out} or choose another --out")
+    check_writable(out)
+    for sub in ("checkpoints", "plots"):
+        check_writable(out / sub)
+    return out
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing (not a complete ktup run directory)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: corrupt JSON ({e})") from None
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    path = Path(run_dir)
+    if not path.exists():
+        raise RunError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise RunError(f"{path}: not a directory")
+    for name in ("run.json", "config.yaml", "split.npz"):
+        if not (path / name).exists():
+            raise RunError(f"{path}: not a ktup run directory ({name} missing)")
+    return path
+
+
+def read_config(run_dir: Path) -> Config:
+    try:
+        return Config.from_yaml(run_dir / "config.yaml")
+    except ConfigError as e:
+        raise RunError(f"{run_dir / 'config.yaml'}: {e}") from None
+
+
+# ------------------------------------------------------------------ split.npz
+def _tokens_digest(tokens: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in tokens:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def dataset_fingerprint(dataset) -> dict[str, str]:
+    """Digests of the id maps: a reloaded dataset must match them to reuse a saved split."""
+    return {k: _tokens_digest(getattr(dataset, k).tokens) for k in ("users", "items", "entities", "relations")}
+
+
+def split_hash(dataset) -> str:
+    """Digest of the exact split arrays (interactions and KG), as ``ktup.data.splits`` defines it."""
+    from ktup.data.splits import split_hash as _split_hash
+
+    return _split_hash(dataset)
+
+
+def save_split(path: Path, dataset) -> None:
+    """Everything needed to rebuild the dataset's exact split, loadable without pickle."""
+    arrays: dict[str, np.ndarray] = {"format": np.array(SPLIT_FORMAT)}
+    for name in ("train", "valid", "test"):
+        part = getattr(dataset, name)
+        arrays[f"{name}_users"] = np.asarray(part.users, dtype=np.int64)
+        arrays[f"{name}_items"] = np.asarray(part.items, dtype=np.int64)
+    for name in ("kg_train", "kg_valid", "kg_test"):
+        arrays[name] = np.asarray(getattr(dataset, name), dtype=np.int64).reshape(-1, 3)
+    arrays["item_entity"] = np.asarray(dataset.item_entity, dtype=np.int64)
+    for kind in ("users", "items", "entities", "relations"):
+        arrays[f"{kind}_tokens"] = np.array(getattr(dataset, kind).tokens, dtype=str)
+    titles = dataset.item_info.get("title") if dataset.item_info else None
+    if titles is not None:
+        arrays["item_titles"] = np.array(["" if t is None else str(t) for t in titles], dtype=str)
+    if dataset.entity_names is not None:
+        arrays["entity_names"] = np.array(["" if t is None else str(t) for t in dataset.entity_names], dtype=str)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _read_split(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except Exception as e:  # noqa: BLE001 - a damaged zip raises several kinds
+        raise RunError(f"{path}: cannot read the saved split ({type(e).__name__})") from None
+
+
+def apply_split(dataset, path: Path):
+    """Replace the dataset's splits by the saved ones after checking the id maps match."""
+    from ktup.data.dataset import Interactions
+
+    z = _read_split(path)
+    for kind in ("users", "items", "entities", "relations"):
+        saved = [str(t) for t in z[f"{kind}_tokens"].tolist()]
+        if saved != getattr(dataset, kind).tokens:
+            raise RunError(f"{path}: the dataset's {kind} no longer match the run's "
+                           f"({len(getattr(dataset, kind))} now vs {len(saved)} saved); "
+                           "the data files or filters changed since training")
+    for name in ("train", "valid", "test"):
+        setattr(dataset, name, Interactions(z[f"{name}_users"].astype(np.int64), z[f"{name}_items"].astype(np.int64),
+                                            dataset.n_users, dataset.n_items))
+    for name in ("kg_train", "kg_valid", "kg_test"):
+        setattr(dataset, name, z[name].astype(np.int64).reshape(-1, 3))
+    dataset.item_entity = z["item_entity"].astype(np.int64)
+    dataset.planted_relations = None  # aligned with the generator's split, not necessarily this one
+    return dataset
+
+
+def dataset_from_split(path: Path, name: str):
+    """Rebuild a dataset from split.npz alone (runs trained on an in-memory dataset)."""
+    from ktup.data.dataset import IdMap, Interactions, KGDataset
+
+    z = _read_split(path)
+    maps = {k: IdMap([str(t) for t in z[f"{k}_tokens"].tolist()], kind=k[:-1] if k != "entities" else "entity")
+            for k in ("users", "items", "entities", "relations")}
+    nu, ni = len(maps["users"]), len(maps["items"])
+    parts = {s: Interactions(z[f"{s}_users"].astype(np.int64), z[f"{s}_items"].astype(np.int64), nu, ni)
+             for s in ("train", "valid", "test")}
+    item_info = {}
+    if "item_titles" in z:
+        item_info["title"] = [t or None for t in z["item_titles"].tolist()]
+    entity_names = [t or None for t in z["entity_names"].tolist()] if "entity_names" in z else None
+    return KGDataset(name=name, users=maps["users"], items=maps["items"], entities=maps["entities"],
+                     relations=maps["relations"], item_entity=z["item_entity"].astype(np.int64),
+                     train=parts["train"], valid=parts["valid"], test=parts["test"],
+                     kg_train=z["kg_train"].astype(np.int64).reshape(-1, 3),
+                     kg_valid=z["kg_valid"].astype(np.int64).reshape(-1, 3),
+                     kg_test=z["kg_test"].astype(np.int64).reshape(-1, 3),
+                     item_info=item_info, entity_names=entity_names,
+                     meta={"source": "split.npz", "split": {"method": "saved", "path": str(path)}})
+
+
+def load_run_dataset(run_dir: Path, config: Config, info: dict[str, Any]):
+    """The run's dataset with its exact split.
+
+    Runs trained from a config reload the source (titles, side data) and swap in the saved split;
+    runs trained on an in-memory dataset (Python API, synthetic data) rebuild from split.npz.
+    """
+    split_file = run_dir / "split.npz"
+    if info.get("dataset_source") == "config":
+        from ktup.data import load_dataset
+
+        try:
+            dataset = load_dataset(config.data)
+        except KtupError as e:
+            raise RunError(f"{run_dir}: cannot reload dataset {config.data.dataset!r}: {e}") from None
+        return apply_split(dataset, split_file)
+    return dataset_from_split(split_file, info.get("dataset", "dataset"))
+
+
+# ------------------------------------------------------------------ loading
+def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str = "cpu") -> Run:
+    """Load a trained run: config, dataset with the exact split, model (eval mode) from a checkpoint.
+
+    ``checkpoint`` is ``"best"``, ``"last"`` or a path to a ``.pt`` file.
+    """
+    import torch
+
+    from ktup.models import build_model
+    from ktup.training.checkpoint import load_checkpoint
+
+    path = check_run_dir(run_dir)
+    info = read_json(path / "run.json")
+    config = read_config(path)
+    ckpt_file = Path(checkpoint) if checkpoint.endswith(".pt") else checkpoint_path(path, checkpoint)
+    if not ckpt_file.exists():
+        hint = " (the run has not finished an epoch yet)" if info.get("status") == "running" else ""
+        raise RunError(f"{ckpt_file}: checkpoint not found{hint}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError("device cuda requested but no CUDA device is available")
+    state = load_checkpoint(ckpt_file, map_location=device)
+    dataset = load_run_dataset(path, config, info)
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, dataset)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} "
+                       f"({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
+    final = None
+    if (path / "final.json").exists():
+        final = read_json(path / "final.json")
+    return Run(path=path, config=config, dataset=dataset, model=model, info=info, final=final)
