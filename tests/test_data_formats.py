@@ -285,3 +285,28 @@ def test_kgat_bad_kg_line(tmp_path, engine):
         load(d)
     assert Path(ei.value.path).name == "kg_final.txt" and ei.value.line == 2
     assert "expected 3 space-separated fields, found 2" in ei.value.message
+
+
+def test_both_engines_build_the_same_dataset(tmp_path, monkeypatch):
+    d = write(tmp_path / "toy", {"toy.inter": INTER, "toy.kg": KG, "toy.link": LINK, "toy.item": ITEM})
+    got = []
+    for eng in (["arrow"] if tables.HAVE_ARROW else []) + ["pandas"]:
+        monkeypatch.setattr(tables, "ENGINE", eng)
+        ds = load(d)
+        got.append((ds.users.tokens, ds.items.tokens, ds.entities.tokens, ds.relations.tokens,
+                    ds.meta["split"]["hash"], ds.item_info["title"]))
+    assert all(g == got[0] for g in got)
+
+
+def test_kgcn_layout_drops_negatives_and_splits_as_configured(tmp_path, engine):
+    ratings = "".join(f"{u}\t{i}\t{int((u + i) % 3 != 0)}\n" for u in range(4) for i in range(6))
+    kg = "0\t0\t6\n1\t0\t6\n2\t1\t7\n3\t1\t7\n4\t0\t8\n5\t1\t8\n"
+    d = write(tmp_path / "music", {"ratings_final.txt": ratings, "kg_final.txt": kg})
+    assert detect_format(d) == ("kgcn", None)
+    ds = load(d, split="loo")
+    n_pos = sum((u + i) % 3 != 0 for u in range(4) for i in range(6))
+    assert ds.n_interactions == n_pos and ds.meta["split"]["method"] == "loo"
+    assert any("label-0 rows" in line for line in ds.meta["report"])
+    for i in range(ds.n_items):
+        assert ds.entities.token(ds.item_entity[i]) == ds.items.token(i)
+    assert ds.info()["triples"] == 6 and ds.n_relations == 2

@@ -143,6 +143,10 @@ def test_users_argument_and_fewer_items_than_k():
     # user 1: gold item 0 scored lowest → rank 4
     assert r.per_user["mrr@10"][1] == pytest.approx(0.25)
     assert r.per_user["ndcg@10"][1] == pytest.approx(1 / math.log2(5))
+    # nobody with held-out items: nothing averaged, nothing crashes
+    empty = make_dataset(2, 3, train=[(0, 0)], valid=[], test=[])
+    e = evaluate_recommendation(MatrixScorer(np.zeros((2, 3))), empty, "valid", ks=(2,))
+    assert e.n_users == 0 and e.n_excluded == 2 and math.isnan(e.summary["recall@2"])
 
 
 def test_result_reporting_names_protocol_and_split():

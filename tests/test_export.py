@@ -188,3 +188,25 @@ def test_cli_export(runs, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "norun"), "--to", str(tmp_path / "f")]) == 2
     assert "norun" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_ml100k_ktup_export_round_trip(shared_datasets, tmp_path):
+    """A ktup model of ml-100k's size (random weights: the round trip does not depend on training)."""
+    from ktup.config import DataConfig
+    from ktup.data import load_dataset
+    from ktup.models import build_model
+    from ktup.serving.export import export_model
+
+    ds = load_dataset(DataConfig(dataset=str(shared_datasets / "ml-100k")))
+    torch.manual_seed(0)
+    model = build_model(Config().model, ds).eval()
+    out = export_model(model, ds, tmp_path / "exp", config=Config(), fmt="parquet")
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["tables"]["entities"]["rows"] == ds.n_entities
+    assert len(manifest["item_entity"]) == ds.n_linked_items
+    back, ds2 = load_export(out)
+    users = torch.arange(0, ds.n_users, 7)
+    with torch.no_grad():
+        assert torch.equal(model.score_all_items(users), back.score_all_items(users))
+    assert ds2.item_title(0) == ds.item_title(0)

@@ -193,3 +193,7 @@ def test_recbole_config_keys_reach_our_options(recbole_setup):
     config.final_config_dict["ktup_combine"] = "avg"
     with pytest.raises(ConfigError, match="ktup_combine"):
         model_options(config)
+    config.final_config_dict["ktup_combine"] = "mean"
+    config.final_config_dict["ktup_inducton"] = "soft"      # a typo is an error, not ignored
+    with pytest.raises(ConfigError, match="ktup_inducton: unknown key"):
+        model_options(config)

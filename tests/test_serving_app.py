@@ -284,3 +284,11 @@ def test_concurrent_requests_equal_sequential(client, server):
         concurrent = list(pool.map(lambda req: fetch(shared, req), requests))
     assert all(status == 200 for status, _ in concurrent)
     assert concurrent == sequential
+
+
+def test_missing_serve_extra_is_one_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)   # as if not installed
+    with pytest.raises(KtupError, match=r"ktup\[serve\].*fastapi"):
+        create_app(FakeRecommender())

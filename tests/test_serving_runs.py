@@ -50,14 +50,14 @@ def make_dataset(seed: int = 0) -> KGDataset:
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """{model: run_dir} of 2-epoch runs on the tiny dataset."""
+    """{model: run_dir} of 1-epoch runs on the tiny dataset."""
     from ktup.training import train
 
     root = tmp_path_factory.mktemp("serving-runs")
     out = {}
     for m in MODELS:
         cfg = Config.from_dict({"model": {"model": m, "embedding_size": 8},
-                                "train": {"epochs": 2, "batch_size": 16, "kg_batch_size": 16},
+                                "train": {"epochs": 1, "batch_size": 16, "kg_batch_size": 16},
                                 "eval": {"kg_eval": False}})
         out[m] = train(cfg, dataset=make_dataset(), out=str(root / m), progress="quiet").path
     return out

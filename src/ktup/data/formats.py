@@ -1,4 +1,4 @@
-"""Readers of the three on-disk layouts, each returning a :class:`RawData`.
+"""Readers of the on-disk layouts, each returning a :class:`RawData`.
 
 - **RecBole atomic files**: ``NAME.inter`` (or pre-split ``NAME.{train,valid,test}.inter``),
   ``NAME.kg``, ``NAME.link``, optional ``NAME.item`` (titles). Typed headers, any column order.
@@ -11,6 +11,9 @@
   ``kg_final.txt`` (``head relation tail``); item ``i`` is entity ``i``; optional
   ``item_list.txt``/``entity_list.txt``/``relation_list.txt`` give the original ids.
   Without ``valid.txt`` the valid part is carved out of train per user with the split seed.
+- **KGCN layout**: ``ratings_final.txt`` (``user item label``; label-0 rows are sampled negatives
+  and are dropped) and ``kg_final.txt`` (``head relation tail``), item ``i`` is entity ``i``; the
+  split is made as configured.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ ITEM_COLS = [Col("item", ("item_id",)), Col("title", ("movie_title", "title", "n
 
 # ----------------------------------------------------------------------------- detection
 def detect_format(path: Path) -> tuple[str, Optional[str]]:
-    """``("recbole", NAME) | ("ktup", None) | ("kgat", None)`` from the files in ``path``."""
+    """``("recbole", NAME) | ("ktup", None) | ("kgat", None) | ("kgcn", None)`` from the files in ``path``."""
     path = Path(path)
     if not path.is_dir():
         raise KtupError(f"{path}: not a directory")
@@ -54,9 +57,11 @@ def detect_format(path: Path) -> tuple[str, Optional[str]]:
         return "ktup", None
     if "train.txt" in names and "kg_final.txt" in names:
         return "kgat", None
+    if "ratings_final.txt" in names and "kg_final.txt" in names:
+        return "kgcn", None
     raise KtupError(
         f"{path}: no dataset found (expected RecBole atomic files NAME.inter/NAME.kg/NAME.link, "
-        "the KTUP authors' train.dat/u_map.dat/kg/, or KGAT's train.txt/kg_final.txt)"
+        "the KTUP authors' train.dat/u_map.dat/kg/, KGAT's train.txt/kg_final.txt or KGCN's ratings_final.txt/kg_final.txt)"
     )
 
 
@@ -70,6 +75,8 @@ def read_dir(path: Path, split_seed: int = 2020, name: Optional[str] = None) -> 
         return read_recbole(path, stem, name=name)
     if fmt == "ktup":
         return read_ktup_authors(path, name=name)
+    if fmt == "kgcn":
+        return read_kgcn(path, name=name)
     return read_kgat(path, split_seed=split_seed, name=name)
 
 
@@ -337,7 +344,7 @@ def read_kgat(path: Path, split_seed: int = 2020, name: Optional[str] = None) ->
         inter_part[tr[v]] = 1
         notes.append(f"no valid.txt: {v.size} train rows moved to valid (1/9 per user, seed {split_seed})")
 
-    kg = read_plain(path / "kg_final.txt", [Col("head", ("head",)), Col("relation", ("relation",)), Col("tail", ("tail",))], ncols=3, sep=" ")
+    kg = _read_kg_final(path / "kg_final.txt")
     files["kg"] = str(path / "kg_final.txt")
     entity_names = relation_names = None
     item_list, ent_list, rel_list = path / "item_list.txt", path / "entity_list.txt", path / "relation_list.txt"
@@ -368,4 +375,43 @@ def read_kgat(path: Path, split_seed: int = 2020, name: Optional[str] = None) ->
         entity_tokens=entity_tokens, relation_tokens=relation_tokens, triples=np.stack([hc, rc, tc], axis=1),
         link_items=link_items, link_entities=lec, inter_part=inter_part,
         item_titles=None, entity_names=entity_names, relation_names=relation_names, files=files, notes=notes,
+    )
+
+
+def _sniff_sep(file: Path) -> str:
+    """Tab when the first non-blank line has one, else a space (KGAT writes spaces, KGCN tabs)."""
+    with open(file, "rb") as f:
+        for raw in f:
+            if raw.strip():
+                return "\t" if b"\t" in raw else " "
+    return " "
+
+
+def _read_kg_final(file: Path) -> dict[str, Tokens]:
+    cols = [Col("head", ("head",)), Col("relation", ("relation",)), Col("tail", ("tail",))]
+    return read_plain(file, cols, ncols=3, sep=_sniff_sep(file))
+
+
+def read_kgcn(path: Path, name: Optional[str] = None) -> RawData:
+    path = Path(path)
+    f = path / "ratings_final.txt"
+    t = read_plain(f, [Col("user", ("user",)), Col("item", ("item",)), Col("label", ("label",), "float")], ncols=3, sep=_sniff_sep(f))
+    pos = t["label"] > 0
+    notes = []
+    if not pos.all():
+        notes.append(f"{int((~pos).sum())} label-0 rows (sampled negatives) of ratings_final.txt dropped")
+    users = Tokens(t["user"].codes[pos], t["user"].vocab)
+    items = Tokens(t["item"].codes[pos], t["item"].vocab)
+    kg = _read_kg_final(path / "kg_final.txt")
+    user_tokens, (uc,) = merge_tokens(users)
+    item_tokens, (ic,) = merge_tokens(items)
+    link_items = np.arange(len(item_tokens), dtype=np.int64)
+    entity_tokens, (hc, tc, lec) = merge_tokens(kg["head"], kg["tail"], Tokens(link_items.copy(), item_tokens.copy()))
+    relation_tokens, (rc,) = merge_tokens(kg["relation"])
+    return RawData(
+        name=name or path.name, format="kgcn", source=str(path),
+        user_tokens=user_tokens, item_tokens=item_tokens, users=uc, items=ic,
+        entity_tokens=entity_tokens, relation_tokens=relation_tokens, triples=np.stack([hc, rc, tc], axis=1),
+        link_items=link_items, link_entities=lec,
+        files={"inter": str(f), "kg": str(path / "kg_final.txt")}, notes=notes,
     )

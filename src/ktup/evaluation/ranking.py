@@ -45,6 +45,7 @@ class RankingResult:
         return {
             "protocol": self.protocol,
             "split": self.split,
+            "ks": list(self.ks),
             "users": self.n_users,
             "users_excluded": self.n_excluded,
             "metrics": dict(self.summary),

@@ -116,8 +116,16 @@ def _choice(config, key: str, allowed: tuple[str, ...], default: str) -> str:
     return str(value)
 
 
+OUR_KEYS = ("ktup_induction", "ktup_norm", "ktup_combine", "ktup_unit_normals", "ktup_align_loss",
+            "ktup_kg_constraint_weight", "ktup_gumbel_temperature")
+
+
 def model_options(config) -> dict[str, Any]:
-    """Keyword options of :class:`ktup.models.KTUP` from a RecBole config (module docstring)."""
+    """Keyword options of :class:`ktup.models.KTUP` from a RecBole config (module docstring).
+    A misspelt ``ktup_*`` key is an error, not silently ignored as RecBole does with its own keys."""
+    unknown = sorted(k for k in getattr(config, "final_config_dict", {}) if k.startswith("ktup_") and k not in OUR_KEYS)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key (known: {', '.join(OUR_KEYS)})")
     l1 = config["L1_flag"]
     gumbel = config["use_st_gumbel"]
     norm_default = "l1" if l1 is None else ("l1" if l1 else "l2")

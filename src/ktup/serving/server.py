@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -78,6 +79,11 @@ def serve(
         raise KtupError(f"--threads must be >= 1, got {threads}")
     _set_threads(workers, threads)
     rec = load_recommender(path, checkpoint=checkpoint)  # validates the path in this process
+    from ktup.serving.app import describe
+
+    about = describe(rec)
+    print(f"ktup: serving {about['model']} on {about['dataset']} from {path} at http://{host}:{port} "
+          f"(API docs: http://{host}:{port}/docs)", file=sys.stderr, flush=True)
     if workers == 1:
         app = create_app(rec, max_batch=max_batch)
         uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -47,11 +47,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+def encode_checkpoint(payload: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint file (serialise once, write to several paths)."""
     buf = io.BytesIO()
     torch.save(payload, buf)
     body = buf.getvalue()
-    atomic_write_bytes(path, MAGIC + hashlib.sha256(body).digest() + body)
+    return MAGIC + hashlib.sha256(body).digest() + body
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any] | bytes) -> None:
+    """Atomically write a checkpoint (a payload dict, or bytes from :func:`encode_checkpoint`)."""
+    atomic_write_bytes(path, payload if isinstance(payload, bytes) else encode_checkpoint(payload))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ktup.config import Config
 from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import runs
 from ktup.training.batches import EpochRandom, KGStream
-from ktup.training.checkpoint import atomic_write_text, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ktup.training.checkpoint import atomic_write_text, encode_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ktup.training.progress import Progress, write_plots
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
 
@@ -100,12 +100,12 @@ def _finite_params(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _make_samplers(dataset, cfg, device):
-    """Negative item and corrupted-triple samplers (``ktup.training.sampling``)."""
+def _make_samplers(dataset, cfg, device, uses_rec: bool, uses_kg: bool):
+    """Negative item and corrupted-triple samplers (``ktup.training.sampling``), for the tasks trained."""
     from ktup.training.sampling import CorruptTripleSampler, NegativeItemSampler
 
-    neg = NegativeItemSampler(dataset, device=device) if len(dataset.train) else None
-    kg = CorruptTripleSampler(dataset, mode=cfg.kg_sampling, device=device) if len(dataset.kg_train) else None
+    neg = NegativeItemSampler(dataset, device=device) if uses_rec else None
+    kg = CorruptTripleSampler(dataset, mode=cfg.kg_sampling, device=device) if uses_kg else None
     return neg, kg
 
 
@@ -156,7 +156,7 @@ class Trainer:
         self.rec_items = torch.as_tensor(dataset.train.items, dtype=torch.long, device=self.device)
         kg_train = torch.as_tensor(np.asarray(dataset.kg_train, dtype=np.int64).reshape(-1, 3), device=self.device)
         self.kg_stream = KGStream(kg_train, self.cfg.kg_batch_size, self.cfg.seed)
-        self.neg_sampler, self.kg_sampler = _make_samplers(dataset, self.cfg, self.device)
+        self.neg_sampler, self.kg_sampler = _make_samplers(dataset, self.cfg, self.device, self.uses_rec, self.uses_kg)
         # progress state (what a checkpoint restores)
         self.epoch = 0                 # completed epochs
         self.global_step = 0
@@ -413,7 +413,7 @@ class Trainer:
                 # Order matters for resume: metrics line, then best, then last (see _truncate_metrics).
                 with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
-                state = self._state()
+                state = encode_checkpoint(self._state())
                 if improved:
                     save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
                 save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
