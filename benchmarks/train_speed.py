@@ -39,7 +39,7 @@ def main(argv=None) -> int:
 
     from ktup.config import Config
     from ktup.data import load_dataset
-    from ktup.training.trainer import Trainer, _build_optimizer
+    from ktup.training.trainer import Trainer
 
     cfg = Config.from_dict({"data": {"dataset": args.dataset, "split": "given"},
                             "model": {"model": args.model, "embedding_size": 64},

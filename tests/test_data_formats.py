@@ -156,7 +156,7 @@ BAD = [
     ("toy.inter", b"user_id:token\titem_id:token\nu1\ti1\nu2\ti\xff2\n", 3, "not valid UTF-8 (byte 0xff"),
     ("toy.kg", "head_id:token\trelation_id:token\ttail_id:token\nm1\tr\tm2\nm1\tr\n", 3, "expected 3 tab-separated fields, found 2"),
     ("toy.kg", "head_id:token\ttail_id:token\nm1\tm2\n", 1, "missing required column 'relation_id'"),
-    ("toy.link", "item_id:token\tentity_id:token\ni1\tm1\ni2\tm2\ni1\tm3\n", 4, "item 'i1' is linked a second time (first on line 2)"),
+    ("toy.link", "item_id:token\tentity_id:token\ni1\tm1\ni2\tm2\ni2\tm2\ni1\tm3\n", 5, "item 'i1' is linked to a second entity (first link on line 2)"),
 ]
 
 

@@ -184,3 +184,22 @@ def test_split_hash_identifies_split(tiny_dataset):
     assert h == S.split_hash(tiny_dataset) and len(h) == 64
     other = generate(**{**PRESETS["synthetic-tiny"]}, cfg=DataConfig(dataset="x", drop_unlinked=False, split_seed=99))
     assert other.meta["split"]["hash"] != h
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(users=st.lists(st.integers(0, 12), min_size=1, max_size=200),
+       ratios=st.sampled_from([(0.8, 0.1, 0.1), (0.7, 0.1, 0.2), (0.5, 0.5, 0.0), (1.0, 0.0, 0.0)]),
+       seed=st.integers(0, 2**31 - 1))
+def test_random_split_property(users, ratios, seed):
+    """Any input: a partition of the rows; each user's part sizes are RecBole's; train keeps one row."""
+    u = np.asarray(users, dtype=np.int64)
+    parts = S.random_split(u, ratios, seed)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(u.size))
+    counts = np.bincount(u, minlength=13)
+    want = S.ratio_counts(counts, ratios)
+    for part, w in zip(parts, want):
+        assert np.array_equal(np.bincount(u[part], minlength=13), w)
+    assert (np.bincount(u[parts[0]], minlength=13)[counts > 0] >= 1).all()

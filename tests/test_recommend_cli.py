@@ -79,3 +79,10 @@ def test_explain_cli(fake_runs, capsys):
     assert err.startswith("ktup: error: explanations are unavailable for bpr: it has no preferences") and err.count("\n") == 1
     assert main(["explain", "ktup", "--user", "7", "--item", "999"]) == 2
     assert "unknown item '999'" in capsys.readouterr().err
+
+
+def test_one_user_as_csv(fake_runs, capsys):
+    assert main(["recommend", "ktup", "--user", "7", "-k", "2", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["user"], r["rank"], r["title"]) for r in rows] == [("7", "1", rows[0]["title"]), ("7", "2", rows[1]["title"])]
+    assert {r["item"] for r in rows} == {"30", "50"}

@@ -185,6 +185,7 @@ def test_sparse_adam_is_a_clear_not_yet(tmp_path):
     with pytest.raises(ConfigError, match="not supported yet"):
         train(tiny_config("bpr", optimizer="sparse_adam"), dataset=tiny_dataset(), out=str(tmp_path / "r"),
               progress="quiet")
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("opt", ["adagrad", "sgd"])
@@ -239,8 +240,6 @@ def test_ktup_trains_on_ml100k_recbole_split(tmp_path):
 
 
 def test_cli_flags_build_the_config(tmp_path):
-    import argparse
-
     from ktup.cli import build_parser
     from ktup.cli.train import build_config
 
@@ -263,3 +262,8 @@ def test_cli_trains_a_registry_dataset_and_prints_the_protocol(tmp_path, capsys)
     text = capsys.readouterr().out
     assert "test metrics, protocol recbole" in text and "ndcg@10" in text and f"run directory: {out}" in text
     assert load_run(out).dataset.name == "synthetic-tiny"
+    # the run reloads its data from the source: different data is refused, not silently used
+    cfg_file = out / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("dataset: synthetic-tiny", "dataset: synthetic-small"))
+    with pytest.raises(RunError, match="no longer match"):
+        load_run(out)

@@ -217,7 +217,9 @@ def train_ours(dataset, args):
         "eval": {"kg_eval": False},
     })
     t0 = time.perf_counter()
-    run = train(cfg, dataset=dataset, out=str(WORK / f"ktup-transh-{args.dataset}"), progress="quiet")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = WORK / f"ktup-transh-{args.dataset}-{args.epochs}ep-{stamp}"     # a fresh run directory each time
+    run = train(cfg, dataset=dataset, out=str(out), progress="quiet")
     return run.model.eval(), time.perf_counter() - t0
 
 

@@ -22,6 +22,8 @@ def register(sub) -> None:
     ip.add_argument("name", help="registry name or a directory")
     ip.add_argument("--data-dir", default=None, help="read DIR/NAME (or DIR itself)")
     ip.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ip.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="data settings to apply first, e.g. --set drop_unlinked=true --set k_core=5 (default: no filters)")
     ip.set_defaults(func=_info)
 
     fp = s.add_parser("fetch", help="download a dataset into the cache")
@@ -49,8 +51,12 @@ def _list(a: argparse.Namespace) -> int:
 def _info(a: argparse.Namespace) -> int:
     from ktup.data.registry import load_dataset
 
-    cfg = DataConfig(dataset=a.name, data_dir=a.data_dir, drop_unlinked=False, dedup=False, k_core=0, rating_threshold=None)
-    ds = load_dataset(cfg)
+    from ktup.config import Config
+
+    cfg = Config()
+    cfg.data = DataConfig(dataset=a.name, data_dir=a.data_dir, drop_unlinked=False, dedup=False, k_core=0, rating_threshold=None)
+    cfg.apply_overrides(a.set)
+    ds = load_dataset(cfg.data)
     info = ds.info()
     if a.json:
         print(json.dumps(info, indent=2))

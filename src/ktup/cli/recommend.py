@@ -128,7 +128,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise KtupError(f"explanations are unavailable for {rec.model_name}: it has no preferences "
                         f"(train model=ktup or tup for explanations; drop --explain)")
     exclude = None if not args.exclude else args.exclude
-    if args.user is not None:
+    if args.user is not None and args.format is None and args.output is None:
         out = rec.recommend(args.user, k=args.k, filter_seen=not args.include_seen, exclude=exclude, explain=args.explain)
         if args.json:
             print(json.dumps({"user": str(args.user), "model": rec.model_name, "items": out}, indent=2))
@@ -137,6 +137,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         return 0
     if args.all_users:
         uids = np.arange(rec.dataset.n_users, dtype=np.int64)
+    elif args.user is not None:                       # one user, written as a batch (--format / --output)
+        uids = rec.dataset.users.lookup([args.user])
     else:
         uids = _check_users(rec, users, user_file)
     excl = None if exclude is None else rec._item_ids(exclude)

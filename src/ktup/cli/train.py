@@ -92,7 +92,13 @@ def run(args) -> int:
 
     cfg = build_config(args)
     progress = "quiet" if args.quiet else "jsonl" if args.jsonl else "bar"
-    result = train(cfg, out=args.out, resume=args.resume, progress=progress)
+    try:
+        result = train(cfg, out=args.out, resume=args.resume, progress=progress)
+    except KeyboardInterrupt:
+        where = args.resume or args.out
+        hint = f"; continue with: ktup train --resume {where}" if where else "; continue with ktup train --resume RUN_DIR"
+        print(f"ktup: interrupted{hint}", file=sys.stderr)
+        return 130
     if progress != "jsonl":
         print(format_final(result.final or {}, result.path), file=sys.stdout, flush=True)
     return 0

@@ -90,7 +90,7 @@ def resolve(name: str, data_dir: Optional[str] = None, fetch: bool = True) -> Re
     if name in PRESETS:
         return Resolved(name, "synthetic", None, "generated")
     p = Path(name).expanduser()
-    if p.is_dir():
+    if p.is_dir() and (name not in BUILTIN or _has_data(p)):  # a stray ./ml-100k folder does not hide the registry
         return Resolved(p.resolve().name, "dir", p, "path")
     if os.sep in name or name.startswith("."):
         raise KtupError(f"dataset path {name}: no such directory")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 
 from ktup.config import DataConfig
 from ktup.data.builder import RawData, build_dataset, first_occurrence
@@ -100,19 +101,19 @@ def generate_raw(n_users: int = 100, n_items: int = 80, n_interactions: int = 30
     total = int(n_interactions)
     u, it, r = draw(total)
     key = u.astype(np.int64) * n_items + it
-    first = first_occurrence(key)
-    u, it, r = u[first], it[first], r[first]
-    seen = np.sort(key[first])                                                  # pairs drawn so far
+    first = ~pd.Series(key, copy=False).duplicated().to_numpy()   # planted draws do repeat pairs
+    u, it, r, key = u[first], it[first], r[first], key[first]
+    seen = None
     for _ in range(8):  # top up duplicate pairs with fresh draws, checked against `seen` only
         missing = total - u.size
         if missing <= 0:
             break
+        seen = np.sort(key) if seen is None else np.sort(np.concatenate([seen, k2[new]]))  # pairs so far
         u2, i2, r2 = draw(int(missing * 1.3) + 16)
         k2 = u2.astype(np.int64) * n_items + i2
         pos = np.minimum(np.searchsorted(seen, k2), seen.size - 1)
         new = (seen[pos] != k2) & first_occurrence(k2)
         u, it, r = np.concatenate([u, u2[new]]), np.concatenate([it, i2[new]]), np.concatenate([r, r2[new]])
-        seen = np.sort(np.concatenate([seen, k2[new]]))
     perm = rng.permutation(u.size)[:total]                # a random subset when over, in random file order
     u, it, r = u[perm], it[perm], r[perm]
     ts = 1.0e9 + np.arange(u.size, dtype=np.float64) * (3.0e7 / max(1, u.size))  # file order is time order

@@ -253,3 +253,44 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     if (path / "final.json").exists():
         final = read_json(path / "final.json")
     return Run(path=path, config=config, dataset=dataset, model=model, info=info, final=final)
+
+
+# ------------------------------------------------------------------ metrics.jsonl
+def jsonable(x):
+    """Plain JSON data from numpy/torch scalars, tuples and result objects."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return float(x)
+    if hasattr(x, "tolist"):  # numpy arrays, torch tensors
+        return x.tolist()
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    if hasattr(x, "to_dict"):
+        return jsonable(x.to_dict())
+    return str(x)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (a line cut short by a kill is skipped)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    return out
+
+
+def truncate_metrics(path: Path, epoch: int) -> None:
+    """Drop lines a killed run wrote after its last checkpoint (and an old final line)."""
+    from ktup.training.checkpoint import atomic_write_text
+
+    keep = [r for r in read_metrics(path) if not r.get("final") and r.get("epoch", 0) <= epoch]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))

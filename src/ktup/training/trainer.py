@@ -9,8 +9,6 @@ continues a killed run to bitwise the same result as an uninterrupted one (on CP
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +23,7 @@ from ktup.training import runs
 from ktup.training.batches import EpochRandom, KGStream
 from ktup.training.checkpoint import atomic_write_text, encode_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ktup.training.progress import Progress, write_plots
+from ktup.training.setup import build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers, metric_k, timestamp
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
@@ -56,80 +55,6 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     return trainer.fit()
 
 
-# ====================================================================== helpers
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} requested but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ConfigError(f"train.device: expected cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def _build_optimizer(cfg, params) -> torch.optim.Optimizer:
-    """adam | adagrad | sgd, fused kernels where torch has them (same numbers, ~1.5x faster steps)."""
-    if cfg.optimizer == "sparse_adam" or cfg.sparse:
-        raise ConfigError("train.optimizer: sparse updates (sparse_adam / train.sparse) are not supported yet; "
-                          "use adam, adagrad or sgd")
-    classes = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
-    if cfg.optimizer not in classes:
-        raise ConfigError(f"train.optimizer: unknown optimiser {cfg.optimizer!r}")
-    params = list(params)
-    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
-    for extra in ({"fused": True}, {"foreach": True}, {}):
-        try:
-            return classes[cfg.optimizer](params, **kw, **extra)
-        except (RuntimeError, TypeError, ValueError):
-            continue
-    raise ConfigError(f"train.optimizer: cannot build {cfg.optimizer}")  # unreachable in practice
-
-
-def _metric_k(metric: str) -> Optional[int]:
-    if "@" in metric:
-        try:
-            return int(metric.split("@", 1)[1])
-        except ValueError:
-            raise ConfigError(f"train.valid_metric: cannot read K in {metric!r} (e.g. ndcg@10)") from None
-    return None
-
-
-def _timestamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _finite_params(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _make_samplers(dataset, cfg, device, uses_rec: bool, uses_kg: bool):
-    """Negative item and corrupted-triple samplers (``ktup.training.sampling``), for the tasks trained."""
-    from ktup.training.sampling import CorruptTripleSampler, NegativeItemSampler
-
-    neg = NegativeItemSampler(dataset, device=device) if uses_rec else None
-    kg = CorruptTripleSampler(dataset, mode=cfg.kg_sampling, device=device) if uses_kg else None
-    return neg, kg
-
-
-def _init_from(model, run_dirs, dataset, device, log) -> None:
-    """Start from trained tup/transh runs (``train.init_from``)."""
-    fp = runs.dataset_fingerprint(dataset)
-    for rd in run_dirs:
-        src = runs.load_run(rd, checkpoint="best", device=str(device))
-        if runs.dataset_fingerprint(src.dataset) != fp:
-            raise ConfigError(f"train.init_from: {rd} was trained on different data "
-                              f"({src.info.get('dataset')}); ids would not line up")
-        if hasattr(model, "init_from"):
-            model.init_from(src.model)
-            log(f"initialised from {rd} ({src.info.get('model')})")
-            continue
-        own = model.state_dict()
-        taken = {k: v for k, v in src.model.state_dict().items() if k in own and own[k].shape == v.shape}
-        if not taken:
-            raise ConfigError(f"train.init_from: {rd} ({src.info.get('model')}) shares no parameters "
-                              f"with {model.name}")
-        model.load_state_dict(taken, strict=False)
-        log(f"initialised {len(taken)} tensors from {rd}: {', '.join(sorted(taken))}")
-
-
 # ====================================================================== trainer
 class Trainer:
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
@@ -140,7 +65,7 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = run_dir
         self.info = info
-        self.device = _device(self.cfg.device)
+        self.device = device_for(self.cfg.device)
         self.progress = Progress(progress, run_dir / "train.log")
         torch.manual_seed(self.cfg.seed)
         np.random.seed(self.cfg.seed % 2 ** 32)
@@ -156,7 +81,7 @@ class Trainer:
         self.rec_items = torch.as_tensor(dataset.train.items, dtype=torch.long, device=self.device)
         kg_train = torch.as_tensor(np.asarray(dataset.kg_train, dtype=np.int64).reshape(-1, 3), device=self.device)
         self.kg_stream = KGStream(kg_train, self.cfg.kg_batch_size, self.cfg.seed)
-        self.neg_sampler, self.kg_sampler = _make_samplers(dataset, self.cfg, self.device, self.uses_rec, self.uses_kg)
+        self.neg_sampler, self.kg_sampler = make_samplers(dataset, self.cfg, self.device, self.uses_rec, self.uses_kg)
         # progress state (what a checkpoint restores)
         self.epoch = 0                 # completed epochs
         self.global_step = 0
@@ -171,6 +96,8 @@ class Trainer:
     # ---------------------------------------------------------------- creation
     @classmethod
     def for_new_run(cls, config: Config, dataset, out: Optional[str], progress: str) -> "Trainer":
+        device_for(config.train.device)
+        check_optimizer(config.train)
         # Fail on an unwritable destination before spending time on data or training.
         if out is not None:
             runs.prepare_run_dir(Path(out))
@@ -183,11 +110,11 @@ class Trainer:
             dataset = load_dataset(config.data)
             source = "config"
         name = Path(str(dataset.name)).name or "dataset"
-        run_id = f"{config.model.model}-{name}-{_timestamp()}"
+        run_id = f"{config.model.model}-{name}-{timestamp()}"
         if out is None:
             out_path = Path("runs") / run_id
             while out_path.exists():
-                run_id = f"{config.model.model}-{name}-{_timestamp()}-{uuid.uuid4().hex[:4]}"
+                run_id = f"{config.model.model}-{name}-{timestamp()}-{uuid.uuid4().hex[:4]}"
                 out_path = Path("runs") / run_id
             runs.prepare_run_dir(out_path)
         else:
@@ -204,9 +131,13 @@ class Trainer:
         atomic_write_text(out_path / "config.yaml", config.to_yaml())
         runs.save_split(out_path / "split.npz", dataset)
         self._write_info()
-        if config.train.init_from:
-            _init_from(self.model, config.train.init_from, dataset, self.device, self.progress.log)
-        self.optimizer = _build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
+        try:
+            if config.train.init_from:
+                init_from(self.model, config.train.init_from, dataset, self.device, self.progress.log)
+            self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
+        except BaseException as e:
+            self._mark_failed(e)
+            raise
         self.progress.log(f"run {run_id}: {config.model.model} on {name} "
                           f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}")
         return self
@@ -229,14 +160,14 @@ class Trainer:
             if bad:
                 raise ConfigError(f"cannot change {', '.join(bad)} when resuming {path} "
                                   f"(only {', '.join(sorted(RESUMABLE_KEYS))} and eval.*); start a new run instead")
-        state = load_checkpoint(ckpt_file, map_location=_device(config.train.device))
+        state = load_checkpoint(ckpt_file, map_location=device_for(config.train.device))
         runs.prepare_run_dir(path, resume=True)
         if dataset is not None:
             dataset = runs.apply_split(dataset, path / "split.npz")
         else:
             dataset = runs.load_run_dataset(path, config, info)
         self = cls(config, dataset, path, progress, info)
-        self.optimizer = _build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
+        self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
         self._restore(state)
         finished = info.get("status") == "finished"
         if self.epoch >= self.cfg.epochs and finished:
@@ -245,7 +176,7 @@ class Trainer:
         if finished and self.stopped_early:
             self.progress.log(f"run had stopped early at epoch {self.epoch}; patience counter reset to extend it")
             self.bad_evals, self.stopped_early = 0, False
-        _truncate_metrics(path / "metrics.jsonl", self.epoch)
+        runs.truncate_metrics(path / "metrics.jsonl", self.epoch)
         atomic_write_text(path / "config.yaml", config.to_yaml())
         self.info["status"] = "running"
         self._write_info()
@@ -257,7 +188,7 @@ class Trainer:
         metric = self.cfg.valid_metric.lower()
         self.ks = tuple(sorted({int(k) for k in self.config.eval.ks}))
         if self.uses_rec:
-            k = _metric_k(metric)
+            k = metric_k(metric)
             if k is not None and k not in self.ks:
                 self.ks = tuple(sorted(set(self.ks) | {k}))
             self.valid_kind = "rec" if len(self.dataset.valid) else None
@@ -305,6 +236,12 @@ class Trainer:
         self.kg_batches_done = int(s["kg_batches_done"])
         self.best_metric, self.best_epoch = s["best_metric"], int(s["best_epoch"])
         self.bad_evals, self.stopped_early = int(s["bad_evals"]), bool(s.get("stopped_early", False))
+
+    def _mark_failed(self, e: BaseException) -> None:
+        self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        self._write_info()
+        self.progress.log(f"run {self.info['status']}: {self.info['error']}", echo=False)
 
     def _write_info(self) -> None:
         atomic_write_text(self.run_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
@@ -383,7 +320,7 @@ class Trainer:
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
                 record = self._run_epoch()
-                if not _finite_params(self.model):
+                if not finite_params(self.model):
                     raise NonFiniteLoss(f"non-finite weights after epoch {self.epoch + 1}, step {self.global_step}; "
                                         "training stopped, last good checkpoint kept; try a lower train.lr")
                 self.epoch += 1
@@ -425,10 +362,7 @@ class Trainer:
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
             final = self._finish()
         except BaseException as e:
-            self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-            self._write_info()
-            self.progress.log(f"run {self.info['status']}: {self.info['error']}", echo=False)
+            self._mark_failed(e)
             self._plots()
             raise
         self.info.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -454,11 +388,11 @@ class Trainer:
         if self.uses_rec and len(self.dataset.test):
             res = self._evaluate("test", "rec")
             final["test"] = {k: float(v) for k, v in res.summary.items()}
-            final["protocol"] = _jsonable(getattr(res, "protocol", self.config.eval.protocol))
+            final["protocol"] = runs.jsonable(getattr(res, "protocol", self.config.eval.protocol))
             final["test_users"] = int(getattr(res, "n_users", 0))
         if self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
             res = self._evaluate("test", "kg")
-            final["kg_test"] = _jsonable(res.summary)
+            final["kg_test"] = runs.jsonable(res.summary)
             final["kg_protocol"] = {"name": "link prediction, filtered, realistic ties",
                                     "max_triples": self.config.eval.kg_eval_max_triples}
         final["seconds"] = time.perf_counter() - t0
@@ -473,43 +407,6 @@ class Trainer:
 
     def _plots(self) -> None:
         try:
-            write_plots(self.run_dir, _read_metrics(self.run_dir / "metrics.jsonl"), self.valid_metric)
+            write_plots(self.run_dir, runs.read_metrics(self.run_dir / "metrics.jsonl"), self.valid_metric)
         except Exception as e:  # noqa: BLE001 - a plot must never fail a run
             self.progress.log(f"could not draw plots: {e}", echo=False)
-
-
-# ====================================================================== metrics file
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return float(x)
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if x is None or isinstance(x, (str, int, bool)):
-        return x
-    if hasattr(x, "to_dict"):
-        return _jsonable(x.to_dict())
-    return str(x)
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-    return out
-
-
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Drop lines a killed run wrote after its last checkpoint (and an old final line)."""
-    keep = [r for r in _read_metrics(path) if not r.get("final") and r.get("epoch", 0) <= epoch]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
