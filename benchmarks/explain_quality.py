@@ -36,10 +36,14 @@ from ktup.config import Config
 from ktup.explain import Recommender, relation_name
 
 
-def induced_relations(model, users: np.ndarray, items: np.ndarray, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Top preference's relation id and its softmax weight for each pair (batched)."""
+def induced_relations(model, users: np.ndarray, items: np.ndarray, batch: int = 8192,
+                      truth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Top preference's relation id and its softmax weight per pair (batched); with ``truth``
+    (relation ids) also the weight the model puts on the true relation."""
     rel_of = np.asarray(model.preference_relation, dtype=np.int64)
-    tops, weights = [], []
+    k_of = np.full(rel_of.max() + 1, -1, dtype=np.int64)
+    k_of[rel_of] = np.arange(len(rel_of))
+    tops, weights, on_truth = [], [], []
     with torch.no_grad():
         for s in range(0, len(users), batch):
             logits = model.preference_logits(torch.as_tensor(users[s:s + batch]), torch.as_tensor(items[s:s + batch]))
@@ -47,7 +51,10 @@ def induced_relations(model, users: np.ndarray, items: np.ndarray, batch: int = 
             w, k = p.max(dim=1)
             tops.append(rel_of[k.numpy()])
             weights.append(w.numpy())
-    return np.concatenate(tops), np.concatenate(weights)
+            if truth is not None:
+                kt = torch.as_tensor(k_of[truth[s:s + batch]])
+                on_truth.append(p.gather(1, kt[:, None])[:, 0].numpy())
+    return np.concatenate(tops), np.concatenate(weights), (np.concatenate(on_truth) if truth is not None else None)
 
 
 def kg_overlap_relation(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -90,7 +97,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3) -> dict:
     planted_te = d.planted_relations["test"]
     ok = planted_te >= 0                                                     # drop noise interactions
     u, i, truth = d.test.users[ok], d.test.items[ok], planted_te[ok]
-    top, weight = induced_relations(run.model, u, i)
+    top, weight, w_truth = induced_relations(run.model, u, i, truth=truth)
     glob = np.bincount(planted_tr[planted_tr >= 0], minlength=K).argmax()
     per_user = np.zeros((d.n_users, K), dtype=np.int64)
     m = planted_tr >= 0
@@ -103,6 +110,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3) -> dict:
         "test_interactions": int(ok.sum()), "K": K,
         "accuracy_ktup_top_relation": float((top == truth).mean()),
         "mean_weight_of_top": float(weight.mean()),
+        "mean_weight_on_planted": float(w_truth.mean()),
         "chance": 1.0 / K,
         "baseline_global_most_frequent": float((glob == truth).mean()),
         "baseline_user_most_frequent_planted": float((user_mode[u] == truth).mean()),
@@ -131,7 +139,7 @@ def part_ml100k(epochs: int, run_dir: str | None) -> dict:
     d, model = run.dataset, run.model
     rec = Recommender(model, d, run=run)
     # induced relations over test interactions
-    top, weight = induced_relations(model, d.test.users, d.test.items)
+    top, weight, _ = induced_relations(model, d.test.users, d.test.items)
     dist = Counter(d.relations.token(r) for r in top.tolist())
     # batch recommend of every user: ranking core and CSV writing, timed
     users = np.arange(d.n_users)
@@ -157,7 +165,7 @@ def part_ml100k(epochs: int, run_dir: str | None) -> dict:
     ii = top_i.reshape(-1)
     keep = ii >= 0
     uu, ii = uu[keep], ii[keep]
-    rr, _ = induced_relations(model, uu, ii)
+    rr, _, _ = induced_relations(model, uu, ii)
     found, t_paths = timed(lambda: rec.evidence.paths_exist(uu, ii, rr, rec._seen_indptr, rec._seen_items))
     linked = d.item_entity[ii] >= 0
     rec_dist = Counter(relation_name(d.relations.token(r)) for r in rr.tolist())

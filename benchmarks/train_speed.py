@@ -64,8 +64,9 @@ def main(argv=None) -> int:
             tr.epoch += 1
             times.append(rec["train_seconds"])
             cpu.append(rec["train_cpu_seconds"])
-            print(f"epoch {tr.epoch}: {rec['train_seconds']:.3f} s wall, {rec['train_cpu_seconds']:.3f} s CPU  ({rec['rec_steps']} rec + {rec['kg_steps']} KG steps; "
-                  f"rec_loss {rec['rec_loss']:.4f}" + (f", kg_loss {rec['kg_loss']:.4f})" if rec["kg_loss"] else ")"))
+            losses = ", ".join(f"{k} {rec[k]:.4f}" for k in ("rec_loss", "kg_loss") if rec[k] is not None)
+            print(f"epoch {tr.epoch}: {rec['train_seconds']:.3f} s wall, {rec['train_cpu_seconds']:.3f} s CPU  "
+                  f"({rec['rec_steps']} rec + {rec['kg_steps']} KG steps; {losses})")
         t, c = time.perf_counter(), time.process_time()
         res = tr._evaluate("valid", "rec") if tr.uses_rec else None
         t_eval, c_eval = time.perf_counter() - t, time.process_time() - c

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -82,3 +81,18 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "--k" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--protocol", "nope"]) == 2
     assert "protocol" in capsys.readouterr().err
+
+
+def test_evaluates_a_real_trained_run(tmp_path, tiny_dataset, capsys):
+    training = pytest.importorskip("ktup.training")
+    cfg = Config.from_dict({"model": {"model": "ktup", "embedding_size": 8}, "train": {"epochs": 1}})
+    training.train(cfg, dataset=tiny_dataset, out=tmp_path / "run", progress="quiet")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--json", "--k", "5,10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["split"] == "test" and out["users"] > 0 and "ndcg@5" in out["metrics"]
+    assert 0.0 <= out["metrics"]["recall@10"] <= 1.0
+    assert out["kg"]["mr"] >= 1.0
+    # the same numbers twice (deterministic inference)
+    assert main(["evaluate", str(tmp_path / "run"), "--json", "--k", "5,10"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == out["metrics"]

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ktup.evaluation.metrics import METRICS, hit_matrix, ranking_metrics, summarise, topk_metrics
+from ktup.evaluation.metrics import METRICS, hit_matrix, summarise, topk_metrics
 from ktup.evaluation.topk import merge_topk, topk_chunk
 
 

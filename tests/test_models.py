@@ -305,3 +305,21 @@ def test_fast_paths_on_cuda_match_cpu(induction, norm):
     gpu = (m.score_all_items(users.cuda()), m.score_tails(users.cuda(), users.cuda() % N_REL))
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(b.cpu(), a)
+
+
+@pytest.mark.parametrize("induction,norm", itertools.product(["soft", "hard"], ["l1", "l2"]))
+def test_edge_shapes(induction, norm):
+    m = make("ktup", induction=induction, norm=norm)
+    assert m.score_all_items(torch.tensor([0, 1]), torch.tensor([], dtype=torch.long)).shape == (2, 0)
+    assert m.score_all_items(torch.tensor([], dtype=torch.long)).shape == (0, N_ITEMS)
+    assert m.score_tails(torch.tensor([0]), torch.tensor([1]), torch.tensor([], dtype=torch.long)).shape == (1, 0)
+    # one preference: soft and hard induction coincide
+    torch.manual_seed(0)
+    tup = build_model(ModelConfig(model="tup", embedding_size=D, num_preferences=1, induction=induction, norm=norm),
+                      fake_dataset()).eval()
+    other = "hard" if induction == "soft" else "soft"
+    tup2 = build_model(ModelConfig(model="tup", embedding_size=D, num_preferences=1, induction=other, norm=norm),
+                       fake_dataset()).eval()
+    tup2.load_state_dict(tup.state_dict())
+    users = torch.arange(N_USERS)
+    torch.testing.assert_close(tup.score_all_items(users), tup2.score_all_items(users))

@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ktup.data.dataset import Interactions
 from ktup.training.sampling import CorruptTripleSampler, NegativeItemSampler, epoch_batches
@@ -152,3 +154,21 @@ def test_samplers_on_cuda():
     k = CorruptTripleSampler(trip, 20, 3, mode="bernoulli", device="cuda")
     nh, nt = k.sample(*(torch.as_tensor(trip[:, c], device="cuda") for c in range(3)), 2, generator=g)
     assert nh.device.type == "cuda" and nh.shape == (trip.shape[0], 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 9), st.lists(st.tuples(st.integers(0, 5), st.integers(0, 8)), max_size=40),
+       st.integers(0, 2**31 - 1))
+def test_negatives_never_positive_property(n_users, n_items, pairs, seed):
+    pairs = [(u, i) for u, i in pairs if u < n_users and i < n_items]
+    users = np.array([p[0] for p in pairs], dtype=np.int64)
+    items = np.array([p[1] for p in pairs], dtype=np.int64)
+    s = NegativeItemSampler(Interactions(users=users, items=items, n_users=n_users, n_items=n_items), seed=seed)
+    q = torch.arange(n_users).repeat(5)
+    neg = s.sample(q, 3).numpy()
+    known = {(int(u), int(i)) for u, i in pairs}
+    full = {u for u in range(n_users) if sum((u, i) in known for i in range(n_items)) == n_items}
+    for u, row in zip(q.tolist(), neg):
+        assert all(0 <= i < n_items for i in row)
+        if u not in full:
+            assert not any((u, int(i)) in known for i in row)

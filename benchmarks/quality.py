@@ -1,0 +1,212 @@
+"""Quality benchmark: bpr, tup, transh and ktup on RecBole's ml-100k split, several seeds.
+
+    python benchmarks/quality.py                       # full: 4 models x 3 seeds (see time below)
+    python benchmarks/quality.py --quick               # smoke: 1 seed, 3 epochs each (~2 min)
+    python benchmarks/quality.py --models bpr ktup --seeds 2020 2021 2022 --epochs 40
+
+Expected time on 2 shared CPU cores (torch 2.x, embedding 64, the shipped defaults):
+bpr ~1 s/epoch, tup ~4 s/epoch, transh ~2 s/epoch, ktup ~6-9 s/epoch plus ~3 s per validation
+of the translation models. With the default caps (``--epochs``: ktup/tup 60, bpr 150, transh 60,
+early stopping on valid NDCG@10 / MRR) a full 3-seed run takes about 30-45 minutes; ``--epochs N``
+caps every model at N epochs and bounds the time (3 seeds x 4 models x N epochs x ~5 s).
+
+Protocol: ``recbole`` (docs/PROTOCOLS.md): full ranking over all items, train (+valid at test
+time) items masked, the test split of ``ml-100k-recbole-split``, the best-valid checkpoint.
+Recommendation models are selected on valid NDCG@10; transh on valid link-prediction MRR and
+reported with filtered test link-prediction MRR / Hits@10 instead of ranking metrics.
+
+``ktup`` uses exactly the defaults ``ktup train`` ships (src/ktup/config.py). The baselines use the
+settings found by the same tuning budget (benchmarks/tuning/RESULTS.md), listed in ``SETTINGS``.
+Writes ``benchmarks/results/quality-<date>.json`` (every run, means, std, versions, the exact
+command) and ``quality-<date>.png`` (bar chart with the seed-to-seed std as error bars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASET = "ml-100k-recbole-split"
+REC_METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10", "precision@10")
+KG_METRICS = ("mrr", "hits@10")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: Per-model settings on top of the shipped defaults (tuned on valid NDCG@10; see
+#: benchmarks/tuning/RESULTS.md). ktup is deliberately empty: it runs on the defaults.
+SETTINGS: dict[str, dict[str, object]] = {
+    "bpr": {"lr": 5e-3, "batch_size": 512, "weight_decay": 0.0, "epochs": 150, "patience": 10, "eval_every": 1},
+    "tup": {"epochs": 60},
+    "transh": {"epochs": 60, "eval_every": 5, "patience": 3},
+    "ktup": {},
+}
+
+
+def run_one(model: str, seed: int, epochs: int | None, extra: list[str], workdir: Path) -> dict:
+    """Train one model with one seed; return its final metrics and timing."""
+    from ktup.config import Config
+    from ktup.training import train
+
+    cfg = Config()
+    sets = [f"dataset={DATASET}", f"model={model}", f"seed={seed}"]
+    sets += [f"{k}={v}" for k, v in SETTINGS.get(model, {}).items()]
+    if epochs is not None:
+        sets.append(f"epochs={epochs}")
+    if model in ("ktup", "transh"):
+        sets.append("kg_eval=true")
+    sets += extra
+    cfg.apply_overrides(sets)
+    out = workdir / f"{model}-{seed}"
+    t0 = time.perf_counter()
+    run = train(cfg, out=str(out), progress="quiet")
+    wall = time.perf_counter() - t0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    epochs_rows = [r for r in rows if not r.get("final")]
+    f = run.final
+    rec = {"model": model, "seed": seed, "overrides": sets, "epochs_run": f.get("epochs"),
+           "best_epoch": f.get("best_epoch"), "best_valid": f.get("best_valid"),
+           "valid_metric": f.get("valid_metric"),
+           "sec_per_epoch": statistics.fmean(r["train_seconds"] for r in epochs_rows) if epochs_rows else None,
+           "wall_seconds": wall, "test": f.get("test"), "kg_test": None}
+    if f.get("kg_test"):
+        rec["kg_test"] = {k: f["kg_test"][k] for k in ("mr", *KG_METRICS) if k in f["kg_test"]}
+    return rec
+
+
+def summarise(runs: list[dict]) -> dict[str, dict]:
+    """Mean and (sample) std per model and metric."""
+    out: dict[str, dict] = {}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        rs = [r for r in runs if r["model"] == model]
+        row: dict[str, dict] = {}
+        keys = [("test", m) for m in REC_METRICS] + [("kg_test", m) for m in KG_METRICS] + \
+               [(None, "sec_per_epoch"), (None, "best_epoch")]
+        for sect, m in keys:
+            vals = [(r[sect] or {}).get(m) if sect else r.get(m) for r in rs]
+            vals = [float(v) for v in vals if v is not None]
+            if vals:
+                name = m if sect != "kg_test" else f"kg_{m}"
+                row[name] = {"mean": statistics.fmean(vals),
+                             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+        out[model] = row
+    return out
+
+
+def print_table(summary: dict[str, dict]) -> None:
+    cols = [*REC_METRICS, "kg_mrr", "kg_hits@10", "sec_per_epoch", "best_epoch"]
+    print(f"{'model':8s} " + " ".join(f"{c:>17s}" for c in cols))
+    for model, row in summary.items():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if v is None or (model == "ktup" and c.startswith("kg_") and False):
+                cells.append(f"{'-':>17s}")
+            elif c in ("sec_per_epoch", "best_epoch"):
+                cells.append(f"{v['mean']:>9.1f} ± {v['std']:<5.1f}")
+            else:
+                cells.append(f"{v['mean']:>8.4f} ± {v['std']:.4f}")
+        print(f"{model:8s} " + " ".join(cells))
+
+
+def plot(summary: dict[str, dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in summary if "ndcg@10" in summary[m]]
+    if not models:
+        return
+    metrics = ["recall@10", "ndcg@10", "mrr@10", "precision@10"]
+    x = np.arange(len(metrics))
+    w = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for j, m in enumerate(models):
+        means = [summary[m][k]["mean"] for k in metrics]
+        stds = [summary[m][k]["std"] for k in metrics]
+        ax.bar(x + (j - (len(models) - 1) / 2) * w, means, w, yerr=stds, capsize=3, label=m)
+    ax.axhline(0.2668, color="grey", ls=":", lw=1)
+    ax.text(len(metrics) - 0.5, 0.2668, "RecBole BPR NDCG@10", fontsize=7, va="bottom", ha="right", color="grey")
+    ax.set_xticks(x, metrics)
+    ax.set_ylabel("test (protocol recbole)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def versions() -> dict[str, str]:
+    import ktup
+
+    return {"ktup": getattr(ktup, "__version__", "?"), "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_threads": str(torch.get_num_threads())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["bpr", "tup", "transh", "ktup"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    ap.add_argument("--epochs", type=int, default=None, help="cap every model at N epochs (bounds the time)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: first seed only, 3 epochs each")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override applied to every model (repeatable)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and PNG")
+    ap.add_argument("--keep-runs", default=None, help="keep the run directories here (default: temporary)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    epochs = 3 if args.quick and args.epochs is None else args.epochs
+
+    t0 = time.perf_counter()
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.keep_runs or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for model in args.models:
+            for seed in seeds:
+                r = run_one(model, seed, epochs, args.extra, workdir)
+                runs.append(r)
+                t = r["test"] or {}
+                kg = r["kg_test"] or {}
+                print(f"{model:7s} seed {seed}: ndcg@10 {t.get('ndcg@10', float('nan')):.4f} "
+                      f"recall@10 {t.get('recall@10', float('nan')):.4f} kg mrr {kg.get('mrr', float('nan')):.4f} "
+                      f"best epoch {r['best_epoch']}/{r['epochs_run']} ({r['sec_per_epoch'] or 0:.1f} s/epoch, "
+                      f"{r['wall_seconds']:.0f} s)", flush=True)
+    summary = summarise(runs)
+    print(f"\nprotocol recbole, {DATASET} test split, seeds {seeds}, mean ± std over seeds")
+    print_table(summary)
+    total = time.perf_counter() - t0
+    print(f"total {total:.0f} s")
+
+    date = _dt.date.today().isoformat()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    payload = {"benchmark": "quality", "date": date, "dataset": DATASET, "protocol": "recbole",
+               "command": " ".join([Path(sys.executable).name, *sys.argv]), "seeds": seeds,
+               "settings": SETTINGS, "versions": versions(), "total_seconds": total,
+               "summary": summary, "runs": runs}
+    jpath = out / f"quality-{date}{suffix}.json"
+    jpath.write_text(json.dumps(payload, indent=2) + "\n")
+    ppath = out / f"quality-{date}{suffix}.png"
+    plot(summary, ppath, f"{DATASET}, protocol recbole, {len(seeds)} seed(s): mean ± std")
+    print(f"wrote {jpath} and {ppath}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
