@@ -125,7 +125,12 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    if load > (os.cpu_count() or 1) and torch.get_num_threads() > 1:
+        print("warning: the machine is oversubscribed; torch's thread pool thrashes (10x slower is common): "
+              "rerun with --threads 1 for steadier figures")
 
     from ktup.config import ModelConfig
     from ktup.evaluation import evaluate_link_prediction, evaluate_recommendation
@@ -177,6 +182,8 @@ def main(argv=None) -> int:
     ent_table = torch.randn(ds.n_relations, ds.n_entities, device=device)
 
     class Cheap:  # the link-prediction evaluator alone: a scorer that costs one row gather
+        memory_budget_mb = 1   # "bounds its own temporaries": scored over all entities at once
+
         def score_tails(self, h, r, entities=None):
             return ent_table[r] if entities is None else ent_table[r][:, entities]
 

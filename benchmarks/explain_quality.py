@@ -59,17 +59,17 @@ def induced_relations(model, users: np.ndarray, items: np.ndarray, batch: int = 
 
 def kg_overlap_relation(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Per pair: the relation through which the item shares most KG neighbours with the user's train items."""
-    from ktup.explain.evidence import EvidenceIndex, _expand_csr
+    from ktup.explain.evidence import EvidenceIndex, expand_csr
 
     idx = EvidenceIndex(d.kg_all, d.item_entity, d.n_entities)
     facts = idx._by_item                                                     # (F, 3) item, rel, nb
     R, E = idx.n_relations, idx.n_entities
     # C[u, r*E + nb] = number of u's train items reaching nb through r.
     f_ptr = np.concatenate([[0], np.cumsum(np.bincount(facts[:, 0], minlength=d.n_items))])
-    own, pos = _expand_csr(f_ptr, d.train.items)
+    own, pos = expand_csr(f_ptr, d.train.items)
     cu = d.train.users[own] * (R * E) + facts[pos, 1] * E + facts[pos, 2]
     keys, counts = np.unique(cu, return_counts=True)
-    own2, pos2 = _expand_csr(f_ptr, items)
+    own2, pos2 = expand_csr(f_ptr, items)
     q = users[own2] * (R * E) + facts[pos2, 1] * E + facts[pos2, 2]
     at = np.searchsorted(keys, q)
     at_c = np.minimum(at, len(keys) - 1)

@@ -160,3 +160,9 @@ def test_result_reporting_names_protocol_and_split():
     p = get_protocol("paper").parameters()
     assert p["data"]["split_ratios"] == [0.7, 0.1, 0.2] and p["data"]["k_core"] == 5
     assert get_protocol("recbole").parameters()["data"]["split_ratios"] == [0.8, 0.1, 0.1]
+
+
+def test_duplicate_held_out_interactions_count_once():
+    ds = make_dataset(1, 4, train=[], valid=[(0, 1), (0, 1), (0, 2)], test=[])
+    r = evaluate_recommendation(MatrixScorer([[0.0, 3.0, 1.0, 2.0]]), ds, "valid", ks=(1,))
+    assert r.per_user["recall@1"][0] == pytest.approx(0.5)   # gold {1, 2}: one of two found

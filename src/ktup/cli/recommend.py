@@ -14,7 +14,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Optional, TextIO
 
 import numpy as np
 

@@ -56,23 +56,31 @@ class AnswerIndex:
 
 
 def tie_aware_ranks(scores: torch.Tensor, true_idx: torch.Tensor, exclude_rows: Optional[torch.Tensor] = None,
-                    exclude_cols: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    exclude_cols: Optional[torch.Tensor] = None, also_raw: bool = False):
     """Realistic rank (B,) float64 of column ``true_idx[b]`` in each row of ``scores`` (B, E).
 
     ``exclude_rows/cols`` (filtered setting) name competitors removed before ranking; the true
-    column is never a competitor of itself.
+    column is never a competitor of itself. With ``also_raw`` returns ``(filtered, raw)``.
+
+    One pass does the counting: with ``d = score − true score``, ``heaviside(d, ½)`` is 1 for a
+    better competitor, ½ for a tie and 0 otherwise, so its row sum is ``n_gt + n_eq/2``
+    (a float sum: much cheaper than reducing boolean masks). Excluded entries get ``d = −1``.
+    ``scores`` is not modified. A NaN rank means a non-finite score.
     """
     B = scores.shape[0]
     ar = torch.arange(B, device=scores.device)
-    true_score = scores[ar, true_idx].clone()                          # (B,)
-    s = scores.clone()
-    if exclude_rows is not None and exclude_rows.numel():
-        s[exclude_rows, exclude_cols] = float("-inf")
-    s[ar, true_idx] = float("nan")                                     # NaN compares False: not counted
-    ts = true_score.unsqueeze(1)
-    n_gt = (s > ts).sum(1).to(torch.float64)
-    n_eq = (s == ts).sum(1).to(torch.float64)
-    return 1.0 + n_gt + n_eq / 2.0
+    d = scores - scores[ar, true_idx].unsqueeze(1)                      # (B, E), a private copy
+    d[ar, true_idx] = -1.0
+    half = torch.tensor(0.5, dtype=d.dtype, device=d.device)
+    raw = None
+    if also_raw or exclude_rows is None:
+        raw = 1.0 + torch.heaviside(d, half).sum(1).to(torch.float64)
+        if exclude_rows is None:
+            return (raw, raw) if also_raw else raw
+    if exclude_rows.numel():
+        d[exclude_rows, exclude_cols] = -1.0
+    filt = 1.0 + torch.heaviside(d, half, out=d).sum(1).to(torch.float64)
+    return (filt, raw) if also_raw else filt
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
@@ -140,7 +148,7 @@ def _subsample(n: int, max_triples: int) -> np.ndarray:
 def _score_matrix(fn, a: torch.Tensor, b: torch.Tensor, n_entities: int, chunk: int, device) -> torch.Tensor:
     """(B, E) scores, calling the model on entity chunks so its own temporaries stay bounded."""
     if chunk >= n_entities:
-        return fn(a, b, torch.arange(n_entities, device=device)).to(torch.float32)
+        return fn(a, b, None).to(torch.float32)          # None = all entities (the model's fast path)
     out = [fn(a, b, torch.arange(c0, min(n_entities, c0 + chunk), device=device)).to(torch.float32)
            for c0 in range(0, n_entities, chunk)]
     return torch.cat(out, 1)
@@ -188,19 +196,25 @@ def evaluate_link_prediction(
             h, r, t = (torch.from_numpy(np.ascontiguousarray(tb[:, j])).to(device) for j in range(3))
             for direction, fn, q1, q2, true, index, q_np, ranks, raws in (
                 ("tail", model.score_tails, h, r, t, tails_of, (tb[:, 0], tb[:, 1]), tail_ranks, raw_tail),
-                ("head", lambda a, b, e: model.score_heads(a, b, e), r, t, h, heads_of, (tb[:, 1], tb[:, 2]), head_ranks, raw_head),
+                ("head", model.score_heads, r, t, h, heads_of, (tb[:, 1], tb[:, 2]), head_ranks, raw_head),
             ):
                 scores = _score_matrix(fn, q1, q2, n_ent, chunk, device)          # (B, E)
                 if tuple(scores.shape) != (len(tb), n_ent):
                     raise KtupError(f"score_{direction}s returned shape {tuple(scores.shape)}, expected {(len(tb), n_ent)}")
-                if torch.isnan(scores).any():
-                    raise KtupError("the model produced NaN scores; it has diverged (try a lower learning rate)")
-                if index is not None:
-                    rows, cols = index.pairs(*q_np)
-                    ranks.append(tie_aware_ranks(scores, true, torch.from_numpy(rows).to(device),
-                                                 torch.from_numpy(cols).to(device)).cpu())
-                if index is None or also_raw:
-                    raws.append(tie_aware_ranks(scores, true).cpu())
+                if index is None:                                                # raw setting only
+                    got = [(raws, tie_aware_ranks(scores, true))]
+                else:
+                    rows, cols = (torch.from_numpy(x).to(device) for x in index.pairs(*q_np))
+                    if also_raw:
+                        filt, raw_r = tie_aware_ranks(scores, true, rows, cols, also_raw=True)
+                        got = [(ranks, filt), (raws, raw_r)]
+                    else:
+                        got = [(ranks, tie_aware_ranks(scores, true, rows, cols))]
+                for dest, value in got:
+                    if torch.isnan(value).any():
+                        raise KtupError("the model produced non-finite scores (NaN or infinite); it has diverged "
+                                        "(try a lower learning rate)")
+                    dest.append(value.cpu())
 
     def cat(xs):
         return torch.cat(xs).numpy() if xs else np.zeros(0)

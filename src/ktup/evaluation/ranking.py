@@ -139,12 +139,12 @@ def bytes_per_pair(model: Any) -> int:
 
 
 def _csr(inter, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user CSR with sorted items (one int64 key sort; duplicates kept, they are harmless)."""
-    users = np.asarray(inter.users, dtype=np.int64)
-    key = np.sort(users * n_items + np.asarray(inter.items, dtype=np.int64))
+    """Per-user CSR of distinct items, sorted (one int64 key sort; a duplicate interaction would
+    otherwise count twice in |gold|)."""
+    key = np.unique(np.asarray(inter.users, dtype=np.int64) * n_items + np.asarray(inter.items, dtype=np.int64))
     indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    return indptr, key % n_items
+    np.cumsum(np.bincount(key // max(n_items, 1), minlength=n_users), out=indptr[1:])
+    return indptr, key % max(n_items, 1)
 
 
 def _seen_pairs(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import numpy as np
 from ktup.data.dataset import UNLINKED
 
 
-def _expand_csr(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expand_csr(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each row r in ``rows`` the positions ``indptr[r]:indptr[r+1]``; returns (owner, pos)."""
     starts = indptr[rows]
     lens = indptr[rows + 1] - starts
@@ -54,7 +54,7 @@ class EvidenceIndex:
         self.entity_items = order.astype(np.int64)
         # Facts from both ends of every triple: (linked entity, relation, other end).
         ends = np.concatenate([kg[:, [0, 1, 2]], kg[:, [2, 1, 0]]], axis=0)  # (2n, 3)
-        owner, pos = _expand_csr(self.entity_indptr, ends[:, 0])
+        owner, pos = expand_csr(self.entity_indptr, ends[:, 0])
         facts = np.stack([self.entity_items[pos], ends[owner, 1], ends[owner, 2]], axis=1)  # (m, 3) item, rel, nb
         facts = np.unique(facts, axis=0) if facts.shape[0] else facts.reshape(0, 3)
         self.n_relations = int(kg[:, 1].max()) + 1 if kg.shape[0] else 0
@@ -87,7 +87,7 @@ class EvidenceIndex:
         lo = np.searchsorted(self._rel_key, keys, side="left")
         hi = np.searchsorted(self._rel_key, keys, side="right")
         indptr = np.concatenate([[0], np.cumsum(hi - lo)])
-        owner, pos = _expand_csr(indptr, np.arange(entities.shape[0]))
+        owner, pos = expand_csr(indptr, np.arange(entities.shape[0]))
         return owner, self._by_rel[lo[owner] + (pos - indptr[owner]), 0]
 
     def shared(self, item: int, relation: int, history: np.ndarray) -> list[SharedEntity]:
@@ -136,7 +136,7 @@ class EvidenceIndex:
         lo = np.searchsorted(self._item_key, keys, side="left")
         hi = np.searchsorted(self._item_key, keys, side="right")
         indptr = np.concatenate([[0], np.cumsum(hi - lo)])
-        pair, pos = _expand_csr(indptr, np.arange(users.shape[0]))
+        pair, pos = expand_csr(indptr, np.arange(users.shape[0]))
         nb = self._by_item[lo[pair] + (pos - indptr[pair]), 2]              # (F,)
         rel = relations[pair]
         # Items reaching (rel, nb): join through the relation-sorted table.
@@ -144,11 +144,11 @@ class EvidenceIndex:
         lo2 = np.searchsorted(self._rel_key, rk, side="left")
         hi2 = np.searchsorted(self._rel_key, rk, side="right")
         indptr2 = np.concatenate([[0], np.cumsum(hi2 - lo2)])
-        fact, pos2 = _expand_csr(indptr2, np.arange(rk.shape[0]))
+        fact, pos2 = expand_csr(indptr2, np.arange(rk.shape[0]))
         other = self._by_rel[lo2[fact] + (pos2 - indptr2[fact]), 0]        # items sharing the neighbour
         cand_pair = pair[fact]
         # Direct links: the neighbour itself is an item's entity.
-        d_fact, d_pos = _expand_csr(self.entity_indptr, nb)
+        d_fact, d_pos = expand_csr(self.entity_indptr, nb)
         cand_pair = np.concatenate([cand_pair, pair[d_fact]])
         other = np.concatenate([other, self.entity_items[d_pos]])
         keep = other != items[cand_pair]

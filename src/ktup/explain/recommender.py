@@ -14,10 +14,9 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from ktup.data.dataset import UNLINKED, Interactions, KGDataset
+from ktup.data.dataset import Interactions, KGDataset
 from ktup.errors import KtupError
-from ktup.explain.evidence import EvidenceIndex, _expand_csr
-from ktup.explain.names import relation_name
+from ktup.explain.evidence import EvidenceIndex, expand_csr
 
 _ALL_SPLITS = ("train", "valid", "test")
 
@@ -128,7 +127,7 @@ class Recommender:
             ub = users[start:start + bs]
             scores = self.model.score_all_items(torch.as_tensor(ub, device=self.device)).float().cpu()  # (B, N)
             if filter_seen:
-                rows, pos = _expand_csr(self._seen_indptr, ub)
+                rows, pos = expand_csr(self._seen_indptr, ub)
                 scores[torch.as_tensor(rows), torch.as_tensor(self._seen_items[pos])] = -torch.inf
             if excl is not None:
                 scores[:, excl] = -torch.inf
