@@ -133,7 +133,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"user": str(args.user), "model": rec.model_name, "items": out}, indent=2))
         else:
-            print(format_recommendations(rec, str(args.user), out))
+            print(format_recommendations(rec, str(args.user), out, filter_seen=not args.include_seen))
         return 0
     if args.all_users:
         uids = np.arange(rec.dataset.n_users, dtype=np.int64)
@@ -203,9 +203,10 @@ def _evidence_summary(x: dict) -> str:
     return "; ".join(parts)
 
 
-def format_recommendations(rec, user: str, out: list[dict]) -> str:
+def format_recommendations(rec, user: str, out: list[dict], filter_seen: bool = True) -> str:
     """A readable table: rank, item id, score, title (and the reason when explained)."""
-    lines = [f"Top-{len(out)} for user {user} ({rec.model_name}, items already seen left out):"]
+    seen = "items already seen left out" if filter_seen else "items already seen included"
+    lines = [f"Top-{len(out)} for user {user} ({rec.model_name}, {seen}):"]
     width = max([len(r["item"]) for r in out] + [4])
     for r in out:
         line = f"{r['rank']:>3}. {r['item']:>{width}}  {r['score']:>10.4f}  {r['title'] or ''}"
