@@ -35,6 +35,21 @@ def column_chunks(n_rows: int, n_cols: int, floats_per_cell: int, budget_mb: flo
         yield slice(start, min(n_cols, start + size))
 
 
+def argmax_sum(a: torch.Tensor, b: torch.Tensor, user_chunk: int = 32) -> torch.Tensor:
+    """(B, n) ``argmax_k (a[:, k] + b[:, k])`` over all pairs of rows of a (B, K) and b (n, K).
+
+    A (max, +) product has no BLAS kernel; laid out K-first, the reduction runs over the
+    outermost dimension (vectorised across pairs) on user chunks small enough to stay in cache,
+    about twice as fast as ``(a[:, None] + b[None]).argmax(-1)``. Ties go to the lowest k, as
+    with ``argmax``."""
+    aT, bT = a.T.contiguous(), b.T.contiguous()              # (K, B), (K, n)
+    out = torch.empty((a.shape[0], b.shape[0]), dtype=torch.long, device=a.device)
+    for start in range(0, a.shape[0], user_chunk):
+        stop = min(a.shape[0], start + user_chunk)
+        out[start:stop] = (aT[:, start:stop, None] + bT[:, None, :]).max(0).indices
+    return out
+
+
 # ------------------------------------------------------------------ pairs (reference)
 def preference_pair_distance(
     u: torch.Tensor, i: torch.Tensor, weights: torch.Tensor, P: torch.Tensor, W: torch.Tensor,
@@ -83,7 +98,7 @@ def _l2_hard(U, I, P, Wn, out, budget_mb) -> None:
     uu, ii = (U * U).sum(-1), (I * I).sum(-1)               # (B,), (N,)
     pp, wp, ww = (P * P).sum(-1), (Wn * P).sum(-1), (Wn * Wn).sum(-1)  # (K,)
     for sl in column_chunks(B, N, 2 * K + 8, budget_mb):
-        k = (up[:, None, :] + ip[None, sl, :]).argmax(-1)   # (B, n)
+        k = argmax_sum(up, ip[sl])                          # (B, n) induced preference
         ipt, iwt = ip[sl].T, iw[sl].T                       # (K, n)
         s = uw.gather(1, k) - iwt.gather(0, k)              # ŵ·y, (B, n)
         sq = (uu[:, None] + ii[None, sl] - 2 * (U @ I[sl].T) + pp[k]
@@ -121,15 +136,14 @@ def _l1(U, I, P, W, induction, unit_normals, out, budget_mb) -> None:
     PW = torch.cat([P, Wm], 0)                              # (2K, d) stacked for the soft mix
     PW_rows = torch.cat([P, Wm], 1)                         # (K, 2d) row k = [p_k | ŵ_k] for the lookup
     for sl in column_chunks(B, N, 3 * d + 4 * K, budget_mb):
-        logits = up[:, None, :] + ip[None, sl, :]           # (B, n, K)
         if induction == "hard":
-            k = logits.argmax(-1)                           # (B, n)
+            k = argmax_sum(up, ip[sl])                      # (B, n) induced preference
             s = Tu.gather(1, k) - Ti[sl].T.gather(0, k)     # ŵ_k·y, (B, n)
             g = torch.nn.functional.embedding(k, PW_rows)   # (B, n, 2d)
             v = g[..., :d] + U[:, None, :]                  # (B, n, d)
             v.addcmul_(s[..., None], g[..., d:], value=-1.0)
         else:
-            a = torch.softmax(logits, dim=-1)               # (B, n, K)
+            a = torch.softmax(up[:, None, :] + ip[None, sl, :], dim=-1)   # (B, n, K)
             wy = torch.bmm(a, Tu[:, :, None])[..., 0] - (a * Ti[None, sl]).sum(-1)   # w*·y, (B, n)
             if unit_normals:                                # v = y + p* − (w*·y / ‖w*‖²) w*
                 c = wy / ((a @ (W @ W.T)) * a).sum(-1).clamp_min(EPS * EPS)
