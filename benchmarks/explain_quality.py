@@ -79,13 +79,13 @@ def kg_overlap_relation(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return score.argmax(axis=1)
 
 
-def part_synthetic(epochs: int, seed: int, lr: float = 5e-3) -> dict:
+def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "soft") -> dict:
     from ktup.data.synthetic import generate
     from ktup.training import train
 
     d = generate(n_users=500, n_items=300, n_interactions=15_000, n_relations=6, values_per_relation=12, seed=seed)
     K = d.n_relations
-    cfg = Config.from_dict({"model": {"model": "ktup", "embedding_size": 32},
+    cfg = Config.from_dict({"model": {"model": "ktup", "embedding_size": 32, "induction": induction},
                             "train": {"epochs": epochs, "batch_size": 512, "kg_batch_size": 256, "lr": lr,
                                       "seed": seed, "patience": 0},
                             "eval": {"kg_eval": False}})
@@ -105,7 +105,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3) -> dict:
     user_mode = np.where(per_user.sum(1) > 0, per_user.argmax(1), glob)
     kg_rel = kg_overlap_relation(d, u, i)
     res = {
-        "dataset": d.info(), "epochs": epochs, "lr": lr, "train_seconds": round(train_s, 1),
+        "dataset": d.info(), "epochs": epochs, "lr": lr, "induction": induction, "train_seconds": round(train_s, 1),
         "test_metrics": run.final.get("test") if run.final else None,
         "test_interactions": int(ok.sum()), "K": K,
         "accuracy_ktup_top_relation": float((top == truth).mean()),
@@ -193,15 +193,14 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=("all", "synthetic", "ml-100k"), default="all")
     ap.add_argument("--epochs", type=int, default=30, help="synthetic training epochs")
     ap.add_argument("--lr", type=float, default=5e-3, help="synthetic learning rate")
+    ap.add_argument("--induction", choices=("soft", "hard"), default="soft", help="synthetic run's induction")
     ap.add_argument("--ml-epochs", type=int, default=5, help="ml-100k training epochs")
     ap.add_argument("--run-dir", default=None, help="ml-100k run directory (reused when finished)")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = {}
     if args.part in ("all", "synthetic"):
-        out["synthetic"] = part_synthetic(args.epochs, args.seed, args.lr)
+        out["synthetic"] = part_synthetic(args.epochs, args.seed, args.lr, args.induction)
         print(json.dumps({"synthetic": out["synthetic"]}, indent=2), flush=True)
     if args.part in ("all", "ml-100k"):
         out["ml-100k"] = part_ml100k(args.ml_epochs, args.run_dir)

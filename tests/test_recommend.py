@@ -52,6 +52,7 @@ def test_recommend_exclude_and_seen_splits():
     d = tiny_dataset()
     rec = Recommender(FakeModel(), d)
     assert "30" not in {r["item"] for r in rec.recommend("9", k=5, exclude=["30", 50])}
+    assert [r["item"] for r in rec.recommend("9", k=5, exclude="50")] == [r["item"] for r in rec.recommend("9", k=5) if r["item"] != "50"]
     train_only = Recommender(FakeModel(), d, seen_splits=("train",))
     assert "40" in {r["item"] for r in train_only.recommend("7", k=5)}   # D was in valid
 

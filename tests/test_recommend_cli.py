@@ -28,7 +28,10 @@ def fake_runs(monkeypatch):
 def test_recommend_one_user_text_and_json(fake_runs, capsys):
     assert main(["recommend", "ktup", "--user", "7", "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert "Top-2 for user 7" in out and "Cast Away" in out and "Forrest Gump" not in out
+    assert "Top-2 for user 7 (ktup, items already seen left out)" in out and "Cast Away" in out and "Forrest Gump" not in out
+    assert main(["recommend", "ktup", "--user", "7", "-k", "5", "--include-seen"]) == 0
+    out = capsys.readouterr().out
+    assert "items already seen included" in out and "Forrest Gump" in out
     assert main(["recommend", "ktup", "--user", "7", "-k", "2", "--json", "--explain"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["user"] == "7" and [r["rank"] for r in data["items"]] == [1, 2]

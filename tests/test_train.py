@@ -181,11 +181,11 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_good_weights(tmp_p
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_sparse_adam_is_a_clear_not_yet(tmp_path):
-    with pytest.raises(ConfigError, match="not supported yet"):
-        train(tiny_config("bpr", optimizer="sparse_adam"), dataset=tiny_dataset(), out=str(tmp_path / "r"),
-              progress="quiet")
-    assert not (tmp_path / "r").exists()  # refused before anything was written
+def test_sparse_adam_trains(tmp_path):
+    """``optimizer=sparse_adam`` (row-wise lazy Adam, see tests/test_sparse.py) trains like adam."""
+    run = train(tiny_config("bpr", optimizer="sparse_adam"), dataset=tiny_dataset(), out=str(tmp_path / "r"),
+                progress="quiet")
+    assert run.info["status"] == "finished"
 
 
 @pytest.mark.parametrize("opt", ["adagrad", "sgd"])

@@ -44,9 +44,10 @@ def load(path: Optional[Path]) -> Optional[dict[str, Any]]:
         return None
 
 
-def rec_rows(recbole: Optional[dict], compare: Optional[dict], ktup_runs: list[Path]) -> list[tuple]:
+def rec_rows(recbole: Optional[dict], compares: list[dict], ktup_runs: list[Path]) -> list[tuple]:
     rows: list[tuple] = [(m, src, vals, spe, spv, ep) for m, src, vals, spe, spv, ep in REFERENCE]
-    for rep, label in ((recbole, "RecBole (measured)"), (compare, "in RecBole pipeline")):
+    sources = [(recbole, "RecBole (measured)")] + [(c, f"in RecBole, max {c.get('max_epochs', '?')} ep.") for c in compares]
+    for rep, label in sources:
         for r in (rep or {}).get("runs", []):
             t = r["timing"]
             rows.append((r["model"], label, [r["test"].get(k) for k in KEYS], t.get("s_per_train_epoch"),
@@ -66,12 +67,25 @@ def fmt(x, spec: str) -> str:
 
 def print_rec(rows: list[tuple]) -> None:
     print("Recommendation, ml-100k (RecBole's exact split), full ranking, test @10")
-    head = f"{'model':<22}{'source':<24}" + "".join(f"{k.split('@')[0]:>10}" for k in KEYS) + f"{'s/epoch':>9}{'s/eval':>8}{'epochs':>8}"
+    head = f"{'model':<22}{'source':<26}" + "".join(f"{k.split('@')[0]:>10}" for k in KEYS) + f"{'s/epoch':>9}{'s/eval':>8}{'epochs':>8}"
     print(head)
     print("-" * len(head))
     for model, src, vals, spe, spv, ep in rows:
-        print(f"{model:<22}{src:<24}" + "".join(f"{fmt(v, '.4f'):>10}" for v in vals)
+        print(f"{model:<22}{src:<26}" + "".join(f"{fmt(v, '.4f'):>10}" for v in vals)
               + f"{fmt(spe, '.3f'):>9}{fmt(spv, '.3f'):>8}{fmt(ep, 'd'):>8}")
+
+
+def print_speed(speed: Optional[dict]) -> None:
+    if not speed:
+        return
+    print(f"\nSpeed inside one RecBole pipeline, interleaved in one process, min of {speed['rounds']} rounds "
+          f"(eval_batch_size {speed['eval_batch_size']}, {speed.get('threads') or 'default'} torch threads)")
+    head = f"{'model':<22}{'rec epoch s':>13}{'KG epoch s':>12}{'full eval s':>13}{'score all s':>13}"
+    print(head)
+    print("-" * len(head))
+    for name, t in speed["min_seconds"].items():
+        print(f"{name:<22}{fmt(t.get('rec_epoch_s'), '.3f'):>13}{fmt(t.get('kg_epoch_s'), '.3f'):>12}"
+              f"{fmt(t.get('full_eval_s'), '.3f'):>13}{fmt(t.get('score_all_s'), '.3f'):>13}")
 
 
 def print_kg(pykeen: Optional[dict]) -> None:
@@ -94,14 +108,19 @@ def print_kg(pykeen: Optional[dict]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--recbole", type=Path, default=None, help="run_recbole.py JSON (default: newest)")
-    ap.add_argument("--compare", type=Path, default=None, help="compare_in_recbole.py JSON (default: newest)")
+    ap.add_argument("--compare", type=Path, action="append", default=[],
+                    help="compare_in_recbole.py JSON, repeatable (default: every recbole-compare-*.json but smoke runs)")
     ap.add_argument("--pykeen", type=Path, default=None, help="run_pykeen.py JSON (default: newest)")
     ap.add_argument("--ktup-run", type=Path, action="append", default=[], help="a ktup run directory (repeatable)")
     args = ap.parse_args(argv)
     recbole = load(args.recbole or newest("recbole-20*.json", exclude=("smoke",)))
-    compare = load(args.compare or newest("recbole-compare-*.json", exclude=("smoke",)))
+    compare_files = args.compare or sorted(p for p in RESULTS.glob("recbole-compare-*.json") if "smoke" not in p.name)
+    loaded = [c for c in map(load, compare_files) if c]
+    compares = [c for c in loaded if "runs" in c]
+    speeds = [c for c in loaded if "min_seconds" in c]
     pykeen = load(args.pykeen or newest("pykeen-*.json"))
-    print_rec(rec_rows(recbole, compare, args.ktup_run))
+    print_rec(rec_rows(recbole, compares, args.ktup_run))
+    print_speed(speeds[-1] if speeds else None)
     print_kg(pykeen)
     return 0
 

@@ -70,6 +70,9 @@ class TrainConfig:
     init_from: tuple = ()             # run dirs to initialise from (tup / transh runs)
     seed: int = 2020
     device: str = "cpu"
+    threads: int = 0                  # torch.set_num_threads (0 = torch's default)
+    nproc: int = 1                    # processes for data-parallel training (ktup train --nproc)
+    dist_backend: str = "auto"        # auto (nccl on cuda, gloo on cpu) | gloo | nccl
 
 
 @dataclass
@@ -186,6 +189,9 @@ class Config:
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
+        _nonneg("train.threads", t.threads)
+        _positive("train.nproc", t.nproc)
+        _choice("train.dist_backend", t.dist_backend, ("auto", "gloo", "nccl"))
         if not t.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {t.lr}")
         if not 0.0 <= t.joint_lambda <= 1.0:

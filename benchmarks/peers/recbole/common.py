@@ -201,6 +201,74 @@ def train_and_test(model_cls_or_name, config_dict: dict[str, Any], log=print, mo
     return result
 
 
+def build(model_cls_or_name, config_dict: dict[str, Any]):
+    """(config, model, trainer, train_data, valid_data) in RecBole's pipeline, untrained."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        config = Config(model=model_cls_or_name, dataset=DATASET, config_dict=config_dict)
+    finally:
+        sys.argv = argv
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    cls = model_cls_or_name if not isinstance(model_cls_or_name, str) else get_model(model_cls_or_name)
+    model = cls(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return config, model, trainer, train_data, valid_data
+
+
+def speed_probe(entries: dict[str, tuple], repeats: int, log=print) -> dict[str, dict[str, float]]:
+    """Interleaved timing of one rec epoch, one KG epoch and one full validation per model,
+    ``repeats`` rounds, min over rounds: on a shared machine, interleaving in one process is
+    what makes the models' figures comparable. ``entries``: name → build(...) result."""
+    times: dict[str, dict[str, list[float]]] = {
+        n: {"rec_epoch_s": [], "kg_epoch_s": [], "full_eval_s": [], "score_all_s": []} for n in entries}
+    for rnd in range(repeats):
+        for name, (config, model, trainer, train_data, valid_data) in entries.items():
+            rec_steps = config["train_rec_step"] or 1
+            for key, epoch_idx in (("rec_epoch_s", 0), ("kg_epoch_s", rec_steps)):
+                t0 = time.perf_counter()
+                trainer._train_epoch(train_data, epoch_idx, show_progress=False)
+                times[name][key].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            trainer._valid_epoch(valid_data, show_progress=False)
+            times[name]["full_eval_s"].append(time.perf_counter() - t0)
+            times[name]["score_all_s"].append(score_all_seconds(config, model))
+            log(f"[speed round {rnd + 1}/{repeats}] {name}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times[name].items()))
+    return {n: {k: round(min(v), 3) for k, v in d.items()} for n, d in times.items()}
+
+
+def score_all_seconds(config, model) -> float:
+    """Seconds to score every user against every item through the model alone (no loader):
+    ``full_sort_predict`` on 256 users a call where the model has it, else RecBole's fallback,
+    ``predict`` on the repeated (user, item) pairs of eval_batch_size // n_items users a call."""
+    import torch
+    from recbole.data.interaction import Interaction
+
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    n_users, n_items = model.n_users, model.n_items
+    users = torch.arange(1, n_users)                                   # 0 is [PAD]
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        try:
+            for chunk in users.split(256):
+                model.full_sort_predict(Interaction({uid: chunk}))
+        except NotImplementedError:
+            t0 = time.perf_counter()
+            per_call = max(1, (config["eval_batch_size"] or 4096) // n_items)
+            for chunk in users.split(per_call):
+                model.predict(Interaction({uid: chunk.repeat_interleave(n_items),
+                                           iid: torch.arange(n_items).repeat(len(chunk))}))
+    return time.perf_counter() - t0
+
+
 def load_best(trainer) -> None:
     """Load the best-valid checkpoint RecBole saved. RecBole 1.2.1's own reload calls
     torch.load with torch >= 2.6's weights_only default, which rejects its pickled config;

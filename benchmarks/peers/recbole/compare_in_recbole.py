@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--eval-batch-size", type=int, default=4096,
                     help="RecBole's eval_batch_size (4096 = 2 users per full-sort call, RecBole's default)")
+    ap.add_argument("--speed", type=int, default=0, metavar="ROUNDS",
+                    help="instead of training to the end: interleaved timing of one rec epoch, one KG epoch and "
+                         "one full evaluation per variant, ROUNDS rounds (min reported)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     data_path = common.prepare_data(work)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     out = args.out or common.REPO / "benchmarks" / "results" / f"recbole-compare-{date}{'-' + args.tag if args.tag else ''}.json"
+    if args.speed:
+        return speed(args, data_path, work, out, KtupKTUP)
     runs = []
     for variant in args.variants:
         which, extra = VARIANTS[variant]
@@ -66,6 +71,24 @@ def main(argv=None) -> int:
                            "versions": common.versions(), "max_epochs": args.epochs,
                            "eval_batch_size": args.eval_batch_size, "runs": runs}, out)
     print_table(runs)
+    print(f"wrote {out}")
+    return 0
+
+
+def speed(args, data_path, work, out, ktup_cls) -> int:
+    entries = {}
+    for variant in args.variants:
+        which, extra = VARIANTS[variant]
+        cfg = {**common.protocol_config(data_path, args.epochs, args.seed, work),
+               "eval_batch_size": args.eval_batch_size, **extra}
+        entries[f"KTUP[{variant}]"] = common.build("KTUP" if which == "KTUP" else ktup_cls, cfg)
+    res = common.speed_probe(entries, args.speed)
+    print(f"{'model':<20}{'rec epoch s':>12}{'KG epoch s':>12}{'full eval s':>12}{'score all s':>12}")
+    for name, t in res.items():
+        print(f"{name:<20}{t['rec_epoch_s']:>12.3f}{t['kg_epoch_s']:>12.3f}{t['full_eval_s']:>12.3f}{t['score_all_s']:>12.3f}")
+    common.write_json({"benchmark": "recbole-compare-speed", "command": common.command_line(),
+                       "versions": common.versions(), "rounds": args.speed, "eval_batch_size": args.eval_batch_size,
+                       "threads": args.threads, "min_seconds": res}, out)
     print(f"wrote {out}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -31,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--device", help="cpu | cuda")
     p.add_argument("--init-from", nargs="+", metavar="RUN", help="start from trained tup / transh runs")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training in N processes on this machine (runs torchrun; gloo on CPU, "
+                        "NCCL on GPUs; train.nproc). On several machines launch torchrun yourself: docs/SCALING.md")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quiet", action="store_true", help="print only the final result")
     mode.add_argument("--jsonl", action="store_true", help="one JSON line per epoch and a final one on stdout")
@@ -63,6 +67,8 @@ def build_config(args) -> Config:
             cfg.set("train.init_from", tuple(args.init_from), source="--init-from")
     if args.device:
         cfg.set("train.device", args.device, source="--device")
+    if getattr(args, "nproc", None) is not None:
+        cfg.set("train.nproc", args.nproc, source="--nproc")
     cfg.apply_overrides(args.overrides)
     cfg.validate()
     return cfg
@@ -91,6 +97,11 @@ def run(args) -> int:
     from ktup.training import train
 
     cfg = build_config(args)
+    from ktup.training import distributed
+
+    if cfg.train.nproc > 1 and not distributed.launched_by_torchrun():
+        # Re-run this very command in N processes; each one sees RANK/WORLD_SIZE and trains its shard.
+        return distributed.launch_torchrun(cfg.train.nproc, _argv(args))
     progress = "quiet" if args.quiet else "jsonl" if args.jsonl else "bar"
     try:
         result = train(cfg, out=args.out, resume=args.resume, progress=progress)
@@ -99,6 +110,23 @@ def run(args) -> int:
         hint = f"; continue with: ktup train --resume {where}" if where else "; continue with ktup train --resume RUN_DIR"
         print(f"ktup: interrupted{hint}", file=sys.stderr)
         return 130
-    if progress != "jsonl":
+    if progress != "jsonl" and os.environ.get("RANK", "0") == "0":  # one report, from rank 0
         print(format_final(result.final or {}, result.path), file=sys.stdout, flush=True)
     return 0
+
+
+def _argv(args) -> list[str]:
+    """The flags of ``args`` as a ``ktup train`` command line (when called through ``main(argv)``)."""
+    out = ["train"]
+    for flag in ("dataset", "data_dir", "model", "config", "seed", "out", "resume", "device"):
+        v = getattr(args, flag, None)
+        if v is not None:
+            out += [f"--{flag.replace('_', '-')}", str(v)]
+    if args.init_from:
+        out += ["--init-from", *args.init_from]
+    for o in args.overrides:
+        out += ["--set", o]
+    if getattr(args, "nproc", None) is not None:
+        out += ["--nproc", str(args.nproc)]
+    out += ["--quiet"] if args.quiet else ["--jsonl"] if args.jsonl else []
+    return out

@@ -158,7 +158,7 @@ class Recommender:
             raise KtupError(f"k must be >= 0, got {k}")
         single = _is_scalar_id(users)
         uids = self._user_ids(users)
-        excl = None if exclude is None else self._item_ids(list(exclude))
+        excl = None if exclude is None else self._item_ids(exclude if _is_scalar_id(exclude) else list(exclude))
         top_i, top_s = self.top_k(uids, k=k, filter_seen=filter_seen, exclude=excl)
         lists = []
         for row, u in enumerate(uids.tolist()):

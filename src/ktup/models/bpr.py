@@ -28,11 +28,14 @@ class BPRMF(Model):
 
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
         u = self.user(_as_long(users))                       # (B, d)
-        neg = _as_long(neg_items)
-        pos = (u * self.item(_as_long(pos_items))).sum(-1)   # (B,)
+        pos_i, neg = _as_long(pos_items), _as_long(neg_items)
+        B = pos_i.shape[0]
+        items = self.item(torch.cat([pos_i, neg.reshape(-1)]))   # one gather: (B + B·n_neg, d)
+        pos = (u * items[:B]).sum(-1)                         # (B,)
+        i_neg = items[B:].reshape(*neg.shape, -1)
         if neg.dim() == 2:
-            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * self.item(neg)).sum(-1))
-        return fn.bpr_loss_scores(pos, (u * self.item(neg)).sum(-1))
+            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * i_neg).sum(-1))
+        return fn.bpr_loss_scores(pos, (u * i_neg).sum(-1))
 
     def score_pairs(self, users, items) -> torch.Tensor:
         return (self.user(_as_long(users)) * self.item(_as_long(items))).sum(-1)

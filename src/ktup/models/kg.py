@@ -40,8 +40,11 @@ class KGScoringMixin:
 
     def _kg_distance(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Distances of triples; ids of any (broadcastable) shape."""
-        h_e, r_e, t_e = self.entity(h), self.relation(r), self.entity(t)
-        w = self._kg_normals(r)
+        return self._kg_distance_vec(self.entity(h), self.relation(r), self._kg_normals(r), self.entity(t))
+
+    def _kg_distance_vec(self, h_e: torch.Tensor, r_e: torch.Tensor, w: Optional[torch.Tensor],
+                         t_e: torch.Tensor) -> torch.Tensor:
+        """Distances from already gathered rows (..., d); ``w`` None for TransE."""
         if w is not None:
             h_e, t_e = fn.project(h_e, w), fn.project(t_e, w)
         return fn.distance(h_e + r_e - t_e, self.norm)
@@ -49,20 +52,32 @@ class KGScoringMixin:
     def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
         """Margin ranking ``mean max(0, f(pos) − f(neg) + γ)`` plus, for TransH, the weighted soft
         constraints (orthogonality of the batch's relations, norm of the batch's entities) summed
-        over the batch and divided by its size, so the loss is a per-triple mean like ``rec_loss``."""
+        over the batch and divided by its size, so the loss is a per-triple mean like ``rec_loss``.
+
+        Each table is gathered once per step (heads, tails and both corruptions in one entity
+        lookup): one index kernel and, with sparse gradients, one sparse gradient per table."""
         h, r, t = _as_long(heads), _as_long(relations), _as_long(tails)
         nh, nt = _as_long(neg_heads), _as_long(neg_tails)
-        pos = self._kg_distance(h, r, t)                    # (B,)
+        B = h.shape[0]
+        ids = torch.cat([h, t, nh.reshape(-1), nt.reshape(-1)])
+        ents = self.entity(ids)                              # (2B + 2·B·n_neg, d)
+        n_neg = nh.numel()
+        h_e, t_e = ents[:B], ents[B:2 * B]
+        nh_e = ents[2 * B:2 * B + n_neg].reshape(*nh.shape, -1)
+        nt_e = ents[2 * B + n_neg:].reshape(*nt.shape, -1)
+        r_e = self.relation(r)                               # (B, d)
+        w_raw = None if self.relation_norm is None else self.relation_norm(r)
+        w = None if w_raw is None else fn.normal(w_raw, self.unit_normals)
+        pos = self._kg_distance_vec(h_e, r_e, w, t_e)       # (B,)
         if nh.dim() == 2:
-            neg = self._kg_distance(nh, r[:, None], nt)     # (B, n_neg)
+            neg = self._kg_distance_vec(nh_e, r_e[:, None], None if w is None else w[:, None], nt_e)  # (B, n_neg)
             pos = pos[:, None]
         else:
-            neg = self._kg_distance(nh, r, nt)              # (B,)
+            neg = self._kg_distance_vec(nh_e, r_e, w, nt_e)  # (B,)
         loss = fn.margin_ranking_loss(pos, neg, self.margin)
-        if self.relation_norm is not None and self.kg_constraint_weight > 0:
-            ents = self.entity(torch.cat([h, t, nh.reshape(-1), nt.reshape(-1)]))
-            cons = fn.orthogonal_loss(self.relation(r), self.relation_norm(r)) + fn.entity_norm_loss(ents)
-            loss = loss + self.kg_constraint_weight * cons / h.shape[0]
+        if w_raw is not None and self.kg_constraint_weight > 0:
+            cons = fn.orthogonal_loss(r_e, w_raw) + fn.entity_norm_loss(ents)
+            loss = loss + self.kg_constraint_weight * cons / B
         return loss
 
     def score_triples(self, heads, relations, tails) -> torch.Tensor:

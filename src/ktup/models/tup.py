@@ -87,9 +87,11 @@ class TUP(RecBoleInterface, Model):
 
     def _pair(self, users: torch.Tensor, items: torch.Tensor, noisy: bool):
         """(u, ĩ, weights, distance) of (broadcastable) user and item ids."""
+        return self._pair_vec(self.user(_as_long(users)), self.item_vectors(items), noisy)
+
+    def _pair_vec(self, u: torch.Tensor, i: torch.Tensor, noisy: bool):
+        """(u, ĩ, weights, distance) of already gathered (broadcastable) rows (..., d)."""
         P, W = self.preference_tables()
-        u = self.user(_as_long(users))
-        i = self.item_vectors(items)
         a = self._weights((u + i) @ P.T, noisy)
         return u, i, a, preference_pair_distance(u, i, a, P, W, self.norm, self.unit_normals)
 
@@ -103,12 +105,16 @@ class TUP(RecBoleInterface, Model):
         """BPR on distances; ST-Gumbel noise when hard and in train mode. neg (B,) or (B, n_neg)."""
         users, pos, neg = _as_long(users), _as_long(pos_items), _as_long(neg_items)
         noisy = self.training
-        d_pos = self._pair(users, pos, noisy)[3]            # (B,)
+        B = pos.shape[0]
+        u = self.user(users)                                # (B, d): one gather per table per step
+        items = self.item_vectors(torch.cat([pos, neg.reshape(-1)]))   # (B + B·n_neg, d)
+        i_pos, i_neg = items[:B], items[B:].reshape(*neg.shape, -1)
+        d_pos = self._pair_vec(u, i_pos, noisy)[3]          # (B,)
         if neg.dim() == 2:
-            d_neg = self._pair(users[:, None], neg, noisy)[3]   # (B, n_neg)
+            d_neg = self._pair_vec(u[:, None], i_neg, noisy)[3]   # (B, n_neg)
             d_pos = d_pos[:, None]
         else:
-            d_neg = self._pair(users, neg, noisy)[3]
+            d_neg = self._pair_vec(u, i_neg, noisy)[3]
         return fn.bpr_loss(d_pos, d_neg) + self._rec_extra_loss(pos, neg)
 
     def _rec_extra_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:

@@ -19,15 +19,20 @@ import torch
 
 from ktup.config import Config
 from ktup.errors import ConfigError, KtupError, RunError
+from ktup.training import distributed as dist_
 from ktup.training import runs
-from ktup.training.batches import EpochRandom, KGStream
+from ktup.training.batches import EpochRandom, KGStream, derived_seed
 from ktup.training.checkpoint import atomic_write_text, encode_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ktup.training.progress import Progress, write_plots
-from ktup.training.setup import build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers, metric_k, timestamp
+from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
+                                 metric_k, timestamp, uses_sparse)
+from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = {"train.epochs", "train.patience", "train.eval_every", "train.device"}
+RESUMABLE_KEYS = {"train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
+                  "train.nproc", "train.dist_backend"}
+RANK_STREAM = 4  # derived_seed(seed, RANK_STREAM, rank): the negatives of ranks > 0
 
 
 class NonFiniteLoss(KtupError):
@@ -45,14 +50,20 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     ``resume``: a run directory to continue from its ``checkpoints/last.pt``.
     ``progress``: ``bar`` | ``quiet`` | ``jsonl``.
     """
-    if resume is not None:
-        trainer = Trainer.for_resume(resume, config, dataset, progress)
-    else:
-        if config is None:
-            config = Config()
-        config.validate()
-        trainer = Trainer.for_new_run(config, dataset, out, progress)
-    return trainer.fit()
+    tc = (config.train if config is not None else
+          runs.read_config(runs.check_run_dir(resume)).train if resume is not None else Config().train)
+    created = dist_.init_from_env(tc.device, tc.dist_backend)
+    try:
+        if resume is not None:
+            trainer = Trainer.for_resume(resume, config, dataset, progress)
+        else:
+            if config is None:
+                config = Config()
+            config.validate()
+            trainer = Trainer.for_new_run(config, dataset, out, progress)
+        return trainer.fit()
+    finally:
+        dist_.shutdown(created)
 
 
 # ====================================================================== trainer
@@ -65,11 +76,22 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = run_dir
         self.info = info
-        self.device = device_for(self.cfg.device)
-        self.progress = Progress(progress, run_dir / "train.log")
+        self.dist = dist_.info()
+        device_for(self.cfg.device)
+        self.device = dist_.training_device(self.cfg.device, self.dist)
+        if self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
+        # ranks > 0 write nothing: rank 0 owns the run directory
+        self.progress = Progress(progress if self.dist.is_main else "quiet",
+                                 run_dir / "train.log" if self.dist.is_main else None)
         torch.manual_seed(self.cfg.seed)
         np.random.seed(self.cfg.seed % 2 ** 32)
         self.model = build_model(config.model, dataset).to(self.device)
+        self.sparse = uses_sparse(self.cfg) and dist_.sparse_allowed(self.dist)
+        if uses_sparse(self.cfg) and not self.sparse:
+            self.progress.log("train.sparse: NCCL has no sparse all-reduce; training with dense tables")
+        self.sparse_tables = enable_sparse(self.model) if self.sparse else []
+        self.ddp: Optional[torch.nn.Module] = None   # DistributedDataParallel(LossModule), see start()
         self.uses_rec = bool(self.model.uses_rec)
         self.uses_kg = bool(self.model.uses_kg)
         if self.uses_rec and len(dataset.train) == 0:
@@ -98,11 +120,13 @@ class Trainer:
     def for_new_run(cls, config: Config, dataset, out: Optional[str], progress: str) -> "Trainer":
         device_for(config.train.device)
         check_optimizer(config.train)
+        main = dist_.info().is_main
         # Fail on an unwritable destination before spending time on data or training.
-        if out is not None:
-            runs.prepare_run_dir(Path(out))
-        else:
-            runs.check_writable(Path("runs"))
+        if main:
+            if out is not None:
+                runs.prepare_run_dir(Path(out))
+            else:
+                runs.check_writable(Path("runs"))
         source = "memory"
         if dataset is None:
             from ktup.data import load_dataset
@@ -113,12 +137,15 @@ class Trainer:
         run_id = f"{config.model.model}-{name}-{timestamp()}"
         if out is None:
             out_path = Path("runs") / run_id
-            while out_path.exists():
-                run_id = f"{config.model.model}-{name}-{timestamp()}-{uuid.uuid4().hex[:4]}"
-                out_path = Path("runs") / run_id
-            runs.prepare_run_dir(out_path)
+            if main:
+                while out_path.exists():
+                    run_id = f"{config.model.model}-{name}-{timestamp()}-{uuid.uuid4().hex[:4]}"
+                    out_path = Path("runs") / run_id
+                runs.prepare_run_dir(out_path)
         else:
             out_path = Path(out)
+        run_id, out_path = dist_.broadcast_object((run_id, str(out_path)), dist_.info())  # rank 0 names the run
+        out_path = Path(out_path)
         from ktup import __version__
 
         info = {
@@ -127,9 +154,11 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": config.train.device,
             "epochs_done": 0, "best_epoch": None,
         }
+        info["nproc"] = dist_.info().world
         self = cls(config, dataset, out_path, progress, info)
-        atomic_write_text(out_path / "config.yaml", config.to_yaml())
-        runs.save_split(out_path / "split.npz", dataset)
+        if main:
+            atomic_write_text(out_path / "config.yaml", config.to_yaml())
+            runs.save_split(out_path / "split.npz", dataset)
         self._write_info()
         try:
             if config.train.init_from:
@@ -139,7 +168,9 @@ class Trainer:
             self._mark_failed(e)
             raise
         self.progress.log(f"run {run_id}: {config.model.model} on {name} "
-                          f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}")
+                          f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}"
+                          + (f", {self.dist.world} processes" if self.dist.enabled else "")
+                          + (f", sparse updates of {', '.join(self.sparse_tables)}" if self.sparse_tables else ""))
         return self
 
     @classmethod
@@ -160,8 +191,10 @@ class Trainer:
             if bad:
                 raise ConfigError(f"cannot change {', '.join(bad)} when resuming {path} "
                                   f"(only {', '.join(sorted(RESUMABLE_KEYS))} and eval.*); start a new run instead")
-        state = load_checkpoint(ckpt_file, map_location=device_for(config.train.device))
-        runs.prepare_run_dir(path, resume=True)
+        di = dist_.info()
+        state = load_checkpoint(ckpt_file, map_location=dist_.training_device(device_for(config.train.device).type, di))
+        if di.is_main:
+            runs.prepare_run_dir(path, resume=True)
         if dataset is not None:
             dataset = runs.apply_split(dataset, path / "split.npz")
         else:
@@ -176,8 +209,9 @@ class Trainer:
         if finished and self.stopped_early:
             self.progress.log(f"run had stopped early at epoch {self.epoch}; patience counter reset to extend it")
             self.bad_evals, self.stopped_early = 0, False
-        runs.truncate_metrics(path / "metrics.jsonl", self.epoch)
-        atomic_write_text(path / "config.yaml", config.to_yaml())
+        if di.is_main:
+            runs.truncate_metrics(path / "metrics.jsonl", self.epoch)
+            atomic_write_text(path / "config.yaml", config.to_yaml())
         self.info["status"] = "running"
         self._write_info()
         self.progress.log(f"resuming {path} after epoch {self.epoch} (step {self.global_step})")
@@ -204,10 +238,10 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad():
-                if kind == "rec":
-                    res = evaluation.evaluate_recommendation(
+                if kind == "rec":  # users sharded over ranks when distributed, gathered: same numbers
+                    res = dist_.evaluate_recommendation_sharded(
                         self.model, self.dataset, split, ks=self.ks, protocol=ec.protocol,
-                        user_batch_size=ec.user_batch_size, memory_budget_mb=ec.memory_budget_mb)
+                        user_batch_size=ec.user_batch_size, memory_budget_mb=ec.memory_budget_mb, di=self.dist)
                 else:
                     res = evaluation.evaluate_link_prediction(
                         self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples)
@@ -238,12 +272,16 @@ class Trainer:
         self.bad_evals, self.stopped_early = int(s["bad_evals"]), bool(s.get("stopped_early", False))
 
     def _mark_failed(self, e: BaseException) -> None:
+        if not self.dist.is_main:
+            return
         self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         self._write_info()
         self.progress.log(f"run {self.info['status']}: {self.info['error']}", echo=False)
 
     def _write_info(self) -> None:
+        if not self.dist.is_main:
+            return
         atomic_write_text(self.run_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
 
     # ---------------------------------------------------------------- one epoch
@@ -254,38 +292,53 @@ class Trainer:
         rnd = EpochRandom(cfg.seed, e, self.device)
         n_rec = n_batches(len(self.rec_users), cfg.batch_size) if self.uses_rec else 0
         kinds = epoch_plan(e, n_rec, self.kg_stream.batches_per_pass, self.uses_rec, self.uses_kg, cfg)
+        # (n,) the same permutation on every rank; each rank trains on its piece of every batch
         perm = (torch.randperm(len(self.rec_users), generator=rnd.rec, device=self.device)
                 if (kinds != KG).any() else None)
+        if self.dist.rank > 0:  # own negatives and Gumbel noise per rank (rank 0 = single process)
+            rnd = EpochRandom(derived_seed(cfg.seed, RANK_STREAM, self.dist.rank), e, self.device)
         lam = float(cfg.joint_lambda)
         sums = {REC: torch.zeros((), device=self.device), KG: torch.zeros((), device=self.device)}
         counts = {REC: 0, KG: 0}
         rec_b = 0
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        lazy_wd = self.sparse and cfg.optimizer in ("adagrad", "sgd") and cfg.weight_decay > 0
         bar = self.progress.epoch_bar(e + 1, cfg.epochs, len(kinds))
         try:
             for kind in kinds.tolist():
-                rec_loss = kg_loss = None
+                rec_args = kg_args = None
                 if kind in (REC, SUM):
-                    idx = perm[rec_b * cfg.batch_size:(rec_b + 1) * cfg.batch_size]
+                    idx = dist_.shard(perm[rec_b * cfg.batch_size:(rec_b + 1) * cfg.batch_size], self.dist)
                     rec_b += 1
                     users, pos = self.rec_users[idx], self.rec_items[idx]
                     neg = self.neg_sampler.sample(users, cfg.num_negatives, generator=rnd.rec)
-                    rec_loss = self.model.rec_loss(users, pos, neg)
+                    rec_args = (users, pos, neg)
                 if kind in (KG, SUM):
-                    trip = self.kg_stream.batch(self.kg_batches_done)
+                    trip = dist_.shard(self.kg_stream.batch(self.kg_batches_done), self.dist)
                     self.kg_batches_done += 1
                     h, r, t = trip[:, 0], trip[:, 1], trip[:, 2]
                     nh, nt = self.kg_sampler.sample(h, r, t, cfg.num_negatives, generator=rnd.kg)
-                    kg_loss = self.model.kg_loss(h, r, t, nh, nt)
-                if kind == SUM:
-                    loss = lam * rec_loss + (1.0 - lam) * kg_loss
+                    kg_args = (h, r, t, nh, nt)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.ddp is not None:
+                    loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
                 else:
-                    loss = rec_loss if kind == REC else kg_loss
+                    rec_loss = self.model.rec_loss(*rec_args) if rec_args is not None else None
+                    kg_loss = self.model.kg_loss(*kg_args) if kg_args is not None else None
+                    if kind == SUM:
+                        loss = lam * rec_loss + (1.0 - lam) * kg_loss
+                    else:
+                        loss = rec_loss if kind == REC else kg_loss
                 if not bool(torch.isfinite(loss)):
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
-                self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    if self.sparse:
+                        clip_grad_norm_(params, cfg.grad_clip)
+                    else:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if lazy_wd:
+                    add_weight_decay_(params, cfg.weight_decay)
                 self.optimizer.step()
                 self.model.constrain_()
                 self.global_step += 1
@@ -296,6 +349,9 @@ class Trainer:
                 bar.update(1)
         finally:
             bar.close()
+        if self.dist.enabled:  # mean over ranks of the per-rank mean losses
+            rs, ks_ = dist_.all_reduce_sum([float(sums[REC]), float(sums[KG])], self.device, self.dist)
+            sums = {REC: torch.tensor(rs / self.dist.world), KG: torch.tensor(ks_ / self.dist.world)}
         record: dict[str, Any] = {"epoch": e + 1, "step": self.global_step,
                                   "rec_loss": float(sums[REC]) / counts[REC] if counts[REC] else None,
                                   "kg_loss": float(sums[KG]) / counts[KG] if counts[KG] else None,
@@ -315,6 +371,8 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def fit(self) -> runs.Run:
         cfg = self.cfg
+        if self.dist.enabled and self.ddp is None:  # after init_from / resume: DDP broadcasts rank 0's weights
+            self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
         self.model.train()
         try:
             while self.epoch < cfg.epochs and not self.stopped_early:
@@ -348,12 +406,13 @@ class Trainer:
                 record["best"] = improved
                 record["seconds"] = time.perf_counter() - t0
                 # Order matters for resume: metrics line, then best, then last (see _truncate_metrics).
-                with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
-                state = encode_checkpoint(self._state())
-                if improved:
-                    save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
-                save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
+                if self.dist.is_main:
+                    with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+                    state = encode_checkpoint(self._state())
+                    if improved:
+                        save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
+                    save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
                 self.progress.epoch_done(record)
@@ -377,8 +436,9 @@ class Trainer:
         t0 = time.perf_counter()
         best = runs.checkpoint_path(self.run_dir, "best")
         src = best if best.exists() else runs.checkpoint_path(self.run_dir, "last")
-        if src.exists():
+        if self.dist.is_main and src.exists():
             self.model.load_state_dict(load_checkpoint(src, map_location=self.device)["model"])
+        dist_.broadcast_module_(self.model, self.dist)  # the other ranks take rank 0's best weights
         final: dict[str, Any] = {"final": True, "run_id": self.info["run_id"], "model": self.model.name,
                                  "dataset": self.info["dataset"], "epochs": self.epoch, "steps": self.global_step,
                                  "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
@@ -397,6 +457,8 @@ class Trainer:
                                     "max_triples": self.config.eval.kg_eval_max_triples}
         final["seconds"] = time.perf_counter() - t0
         final["run_dir"] = str(self.run_dir)
+        if not self.dist.is_main:
+            return final
         atomic_write_text(self.run_dir / "final.json", json.dumps(final, indent=2) + "\n")
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(final) + "\n")
@@ -406,6 +468,8 @@ class Trainer:
         return final
 
     def _plots(self) -> None:
+        if not self.dist.is_main:
+            return
         try:
             write_plots(self.run_dir, runs.read_metrics(self.run_dir / "metrics.jsonl"), self.valid_metric)
         except Exception as e:  # noqa: BLE001 - a plot must never fail a run
