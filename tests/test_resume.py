@@ -120,10 +120,12 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("ktup: error:") and "no such run directory" in err and "\n" not in err
     run = train(tiny_config("bpr", epochs=1), dataset=tiny_dataset(), out=str(tmp_path / "r"), progress="quiet")
-    (run.path / "checkpoints" / "last.pt").write_bytes(b"KTUPCKP1" + b"\0" * 40)
+    for f in (run.path / "checkpoints").glob("*.pt"):  # every checkpoint damaged: no fallback left
+        f.write_bytes(b"KTUPCKP1" + b"\0" * 40)
     with pytest.raises(RunError, match="corrupt"):
         train(None, resume=str(run.path), progress="quiet")
-    (run.path / "checkpoints" / "last.pt").unlink()
+    for f in (run.path / "checkpoints").glob("*.pt"):
+        f.unlink()
     with pytest.raises(RunError, match="nothing to resume"):
         train(None, resume=str(run.path), progress="quiet")
     assert main(["train", "--resume", str(run.path), "--model", "tup"]) == 2

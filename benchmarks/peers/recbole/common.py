@@ -79,7 +79,9 @@ def protocol_config(data_path: Path, epochs: int, seed: int = 2020, work: Path =
         "show_progress": False,
         "device": "cpu",
         "use_gpu": False,
-        "checkpoint_dir": str(work / "saved"),
+        # one folder per process: RecBole names checkpoints "<model>-<time to the second>.pth",
+        # so two runs started in the same second would overwrite each other's best model
+        "checkpoint_dir": str(work / "saved" / f"pid{os.getpid()}"),
         "log_wandb": False,
         "state": "INFO",
     }

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ktup: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # disk full, no permission, path under a file: the environment, one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ktup: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old or the new file, never a mix."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # disk full, read-only, quota: one clear line, the old file untouched
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        kept = f"; the previous {path.name} is kept" if path.exists() else ""
+        raise RunError(f"{path}: cannot write ({e.strerror or e}){kept}") from None
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -41,6 +50,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def keep_previous(path: str | os.PathLike, prev: str | os.PathLike) -> None:
+    """Make ``prev`` a copy of ``path`` (a hard link when possible) before ``path`` is replaced,
+    so a damaged newest checkpoint still leaves the one before it to resume from."""
+    path, prev = Path(path), Path(prev)
+    if not path.exists():
+        return
+    tmp = prev.with_name(f".{prev.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:  # no hard links on this file system
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, prev)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"{prev}: cannot write ({e.strerror or e})") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

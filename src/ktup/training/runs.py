@@ -74,6 +74,73 @@ def prepare_run_dir(out: Path, resume: bool = False) -> Path:
     return out
 
 
+def discard_unstarted(out: Path, existed: bool) -> None:
+    """Remove what a new run wrote before it failed to start (bad data, bad config), so a failed
+    ``ktup train --out DIR`` leaves no half-made run directory: the folder itself when this run
+    created it, else only the files and sub-folders a run writes."""
+    import shutil
+
+    out = Path(out)
+    if not out.is_dir() or (out / "checkpoints" / "last.pt").exists():
+        return
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    for sub in ("checkpoints", "plots"):
+        try:
+            (out / sub).rmdir()
+        except OSError:
+            pass
+
+
+def remove_stale_temps(run_dir: Path) -> int:
+    """Delete temp files a killed run left (``.NAME.tmp-PID``); the real files are untouched."""
+    n = 0
+    for d in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for f in d.glob(".*.tmp-*"):
+            try:
+                f.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+RESUME_ORDER = ("last", "prev", "best")
+
+
+def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[dict[str, Any], Path, list[str]]:
+    """The newest intact checkpoint among last.pt, prev.pt and best.pt: ``(state, file, notes)``.
+
+    A truncated or corrupt ``last.pt`` (checksum) is reported in ``notes`` and the run resumes
+    from the newest good one; training from an earlier epoch reproduces the same result, since
+    each epoch's randomness derives from (seed, epoch).
+    """
+    from ktup.training.checkpoint import load_checkpoint
+
+    found: list[tuple[int, int, dict[str, Any], Path]] = []
+    bad: list[str] = []
+    for rank, which in enumerate(RESUME_ORDER):
+        f = checkpoint_path(run_dir, which)
+        if not f.exists():
+            continue
+        try:
+            state = load_checkpoint(f, map_location=map_location)
+        except RunError as e:
+            bad.append(str(e))
+            continue
+        found.append((int(state.get("epoch", 0)), -rank, state, f))
+    if not found:
+        if bad:
+            raise RunError(f"{run_dir}: no intact checkpoint to resume from ({'; '.join(bad)})")
+        raise RunError(f"{run_dir}: nothing to resume (no checkpoints/last.pt; the run stopped before its first epoch ended)")
+    epoch, _, state, f = max(found, key=lambda x: (x[0], x[1]))
+    notes = [f"{b}; resuming from {f.name} (epoch {epoch})" for b in bad]
+    return state, f, notes
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ continues a killed run to bitwise the same result as an uninterrupted one (on CP
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +23,8 @@ from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
 from ktup.training import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
-from ktup.training.checkpoint import atomic_write_text, encode_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
+                                     save_checkpoint, set_rng_state)
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
@@ -122,11 +124,22 @@ class Trainer:
         check_optimizer(config.train)
         main = dist_.info().is_main
         # Fail on an unwritable destination before spending time on data or training.
+        existed = out is not None and Path(out).exists()
         if main:
             if out is not None:
                 runs.prepare_run_dir(Path(out))
             else:
                 runs.check_writable(Path("runs"))
+        made = Path(out) if out is not None else None
+        try:
+            return cls._start_new_run(config, dataset, out, progress, main)
+        except BaseException:
+            if main and made is not None:  # a run that never started leaves nothing behind
+                runs.discard_unstarted(made, existed=existed)
+            raise
+
+    @classmethod
+    def _start_new_run(cls, config: Config, dataset, out: Optional[str], progress: str, main: bool) -> "Trainer":
         source = "memory"
         if dataset is None:
             from ktup.data import load_dataset
@@ -155,7 +168,12 @@ class Trainer:
             "epochs_done": 0, "best_epoch": None,
         }
         info["nproc"] = dist_.info().world
-        self = cls(config, dataset, out_path, progress, info)
+        try:
+            self = cls(config, dataset, out_path, progress, info)
+        except BaseException:
+            if main and out is None:
+                runs.discard_unstarted(out_path, existed=False)
+            raise
         if main:
             atomic_write_text(out_path / "config.yaml", config.to_yaml())
             runs.save_split(out_path / "split.npz", dataset)
@@ -178,9 +196,6 @@ class Trainer:
         path = runs.check_run_dir(run_dir)
         saved_cfg = runs.read_config(path)
         info = runs.read_json(path / "run.json")
-        ckpt_file = runs.checkpoint_path(path, "last")
-        if not ckpt_file.exists():
-            raise RunError(f"{path}: nothing to resume (no checkpoints/last.pt; the run stopped before its first epoch ended)")
         if config is None:
             config = saved_cfg
         else:
@@ -192,9 +207,11 @@ class Trainer:
                 raise ConfigError(f"cannot change {', '.join(bad)} when resuming {path} "
                                   f"(only {', '.join(sorted(RESUMABLE_KEYS))} and eval.*); start a new run instead")
         di = dist_.info()
-        state = load_checkpoint(ckpt_file, map_location=dist_.training_device(device_for(config.train.device).type, di))
+        state, ckpt_file, notes = runs.resume_checkpoint(
+            path, map_location=dist_.training_device(device_for(config.train.device).type, di))
         if di.is_main:
             runs.prepare_run_dir(path, resume=True)
+            runs.remove_stale_temps(path)
         if dataset is not None:
             dataset = runs.apply_split(dataset, path / "split.npz")
         else:
@@ -214,6 +231,10 @@ class Trainer:
             atomic_write_text(path / "config.yaml", config.to_yaml())
         self.info["status"] = "running"
         self._write_info()
+        for note in notes:
+            self.progress.log(note)
+            if self.progress.mode != "bar" and di.is_main:  # a damaged checkpoint is always said
+                print(f"ktup: warning: {note}", file=sys.stderr, flush=True)
         self.progress.log(f"resuming {path} after epoch {self.epoch} (step {self.global_step})")
         return self
 
@@ -276,8 +297,11 @@ class Trainer:
             return
         self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-        self._write_info()
-        self.progress.log(f"run {self.info['status']}: {self.info['error']}", echo=False)
+        try:  # the disk may be full or gone: the original error is what the user must see
+            self._write_info()
+            self.progress.log(f"run {self.info['status']}: {self.info['error']}", echo=False)
+        except (OSError, KtupError):
+            pass
 
     def _write_info(self) -> None:
         if not self.dist.is_main:
@@ -285,8 +309,11 @@ class Trainer:
         atomic_write_text(self.run_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
 
     # ---------------------------------------------------------------- one epoch
-    def _run_epoch(self) -> dict[str, Any]:
-        """Train epoch ``self.epoch + 1`` (0-based index ``self.epoch``); returns its record."""
+    def _run_epoch(self, max_steps: Optional[int] = None) -> dict[str, Any]:
+        """Train epoch ``self.epoch + 1`` (0-based index ``self.epoch``); returns its record.
+
+        ``max_steps`` stops after that many steps (benchmarks time part of a huge epoch;
+        ``record["planned_steps"]`` is the full epoch's step count)."""
         cfg, e = self.cfg, self.epoch
         t0, c0 = time.perf_counter(), time.process_time()
         rnd = EpochRandom(cfg.seed, e, self.device)
@@ -305,7 +332,7 @@ class Trainer:
         lazy_wd = self.sparse and cfg.optimizer in ("adagrad", "sgd") and cfg.weight_decay > 0
         bar = self.progress.epoch_bar(e + 1, cfg.epochs, len(kinds))
         try:
-            for kind in kinds.tolist():
+            for kind in kinds.tolist()[:max_steps]:
                 rec_args = kg_args = None
                 if kind in (REC, SUM):
                     idx = dist_.shard(perm[rec_b * cfg.batch_size:(rec_b + 1) * cfg.batch_size], self.dist)
@@ -356,6 +383,8 @@ class Trainer:
                                   "rec_loss": float(sums[REC]) / counts[REC] if counts[REC] else None,
                                   "kg_loss": float(sums[KG]) / counts[KG] if counts[KG] else None,
                                   "rec_steps": counts[REC], "kg_steps": counts[KG]}
+        if max_steps is not None:
+            record["planned_steps"] = int(len(kinds))
         record["train_seconds"] = time.perf_counter() - t0
         record["train_cpu_seconds"] = time.process_time() - c0
         return record
@@ -412,6 +441,7 @@ class Trainer:
                     state = encode_checkpoint(self._state())
                     if improved:
                         save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
+                    keep_previous(runs.checkpoint_path(self.run_dir, "last"), runs.checkpoint_path(self.run_dir, "prev"))
                     save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()

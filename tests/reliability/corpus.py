@@ -1,0 +1,256 @@
+"""The bad-input corpus: small valid datasets in the three layouts and a table of broken variants.
+
+Each :class:`Case` names the files it writes (a valid dataset with some files replaced or
+removed) and what must happen when it is loaded: ``expect="error"`` with the exact one-line
+message fragment (file name and line number included), or ``expect="ok"`` with a check on the
+loaded dataset (Windows line endings, duplicates counted, ...). The table is plain data so the
+tests, the fuzzer and ``benchmarks/reliability.py`` share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+# ------------------------------------------------------------------ valid datasets
+USERS = [f"u{k}" for k in range(8)]
+ITEMS = [f"i{k}" for k in range(6)]
+
+
+def _inter_rows() -> list[tuple[str, str, int, int]]:
+    rows, t = [], 1000
+    for u in range(8):
+        for j in range(5):                    # each user: 5 of the 6 items
+            i = (u + j) % 6
+            rows.append((USERS[u], ITEMS[i], 1 + (u + j) % 5, t))
+            t += 1
+    return rows
+
+
+def recbole_files(stem: str = "toy") -> dict[str, bytes]:
+    """A valid RecBole atomic dataset: 8 users, 6 items (all linked), a 3-relation KG."""
+    inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    inter += "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in _inter_rows())
+    kg = "head_id:token\trelation_id:token\ttail_id:token\n"
+    kg += "".join(f"m{k}\tgenre\tg{k % 2}\n" for k in range(6))
+    kg += "".join(f"m{k}\tdirector\td{k % 3}\n" for k in range(6))
+    kg += "d0\tborn_in\tparis\nd1\tborn_in\trome\n"
+    link = "item_id:token\tentity_id:token\n" + "".join(f"i{k}\tm{k}\n" for k in range(6))
+    item = "item_id:token\tmovie_title:token_seq\n" + "".join(f"i{k}\tFilm {k}\n" for k in range(6))
+    return {f"{stem}.inter": inter.encode(), f"{stem}.kg": kg.encode(), f"{stem}.link": link.encode(),
+            f"{stem}.item": item.encode()}
+
+
+def ktup_files() -> dict[str, bytes]:
+    """A valid KTUP authors' layout (indices into u_map/i_map/e_map/r_map; KG rows are head tail relation)."""
+    rows = _inter_rows()
+    parts: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for n, (u, i, r, _) in enumerate(rows):
+        p = "test" if n % 5 == 4 else "valid" if n % 5 == 3 else "train"
+        parts[p].append(f"{USERS.index(u)}\t{ITEMS.index(i)}\t{r}\n")
+    ents = [f"m{k}" for k in range(6)] + ["g0", "g1", "d0", "d1", "d2"]
+    rels = ["genre", "director"]
+    kg = [f"{k}\t{ents.index('g' + str(k % 2))}\t0\n" for k in range(6)]
+    kg += [f"{k}\t{ents.index('d' + str(k % 3))}\t1\n" for k in range(6)]
+    f = {f"{p}.dat": "".join(v).encode() for p, v in parts.items()}
+    f["u_map.dat"] = "".join(f"{k}\t{u}\n" for k, u in enumerate(USERS)).encode()
+    f["i_map.dat"] = "".join(f"{k}\t{i}\n" for k, i in enumerate(ITEMS)).encode()
+    f["i2kg_map.tsv"] = "".join(f"{i}\tFilm {k}\thttp://kg/m{k}\n" for k, i in enumerate(ITEMS)).encode()
+    f["kg/train.dat"] = "".join(kg[:10]).encode()
+    f["kg/valid.dat"] = kg[10].encode()
+    f["kg/test.dat"] = kg[11].encode()
+    f["kg/e_map.dat"] = "".join(f"{k}\t{('http://kg/' + e) if e.startswith('m') else e}\n" for k, e in enumerate(ents)).encode()
+    f["kg/r_map.dat"] = "".join(f"{k}\t{r}\n" for k, r in enumerate(rels)).encode()
+    return f
+
+
+def kgat_files() -> dict[str, bytes]:
+    """A valid KGAT layout: adjacency lines ``user item item ...``; item i is entity i."""
+    rows = _inter_rows()
+    tr: dict[int, list[int]] = {}
+    te: dict[int, list[int]] = {}
+    for n, (u, i, _, _) in enumerate(rows):
+        (te if n % 5 == 4 else tr).setdefault(USERS.index(u), []).append(ITEMS.index(i))
+    train = "".join(f"{u} " + " ".join(map(str, v)) + "\n" for u, v in tr.items())
+    test = "".join(f"{u} " + " ".join(map(str, v)) + "\n" for u, v in te.items())
+    kg = "".join(f"{k} 0 {6 + k % 2}\n" for k in range(6)) + "".join(f"{k} 1 {8 + k % 3}\n" for k in range(6))
+    return {"train.txt": train.encode(), "test.txt": test.encode(), "kg_final.txt": kg.encode()}
+
+
+VALID = {"recbole": recbole_files, "ktup": ktup_files, "kgat": kgat_files}
+
+
+def write_files(d: Path, files: dict[str, Optional[bytes]]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        p = d / name
+        if data is None:
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return d
+
+
+# ------------------------------------------------------------------ the table
+@dataclass
+class Case:
+    id: str
+    fmt: str                                   # recbole | ktup | kgat
+    change: dict[str, Optional[bytes]]         # files replaced (None = removed)
+    expect: str                                # "error" | "ok"
+    fragment: str = ""                         # exact part of the one-line error (file:line: problem)
+    check: Optional[Callable] = None           # for "ok": check(dataset) -> None (asserts)
+    data: dict = field(default_factory=dict)   # DataConfig overrides
+    what: str = ""
+
+    def files(self) -> dict[str, Optional[bytes]]:
+        f: dict[str, Optional[bytes]] = dict(VALID[self.fmt]())
+        f.update(self.change)
+        return f
+
+
+def _edit(fmt: str, name: str, fn: Callable[[str], str]) -> dict[str, bytes]:
+    return {name: fn(VALID[fmt]()[name].decode()).encode()}
+
+
+def _line(text: str, k: int, new: str) -> str:
+    """Replace 1-based line ``k``."""
+    lines = text.split("\n")
+    lines[k - 1] = new
+    return "\n".join(lines)
+
+
+def _check_crlf(ds) -> None:
+    assert ds.n_users == 8 and ds.n_items == 6, (ds.n_users, ds.n_items)
+    assert all("\r" not in t for t in ds.users.tokens + ds.items.tokens + ds.entities.tokens + ds.relations.tokens)
+
+
+def _check_dup_triples(ds) -> None:
+    assert ds.meta["filters"]["dedup"]["triples_removed"] == 2, ds.meta["filters"]
+
+
+def _check_one_relation(ds) -> None:
+    assert len(ds.relations) == 1 and len(ds.kg_train) > 0
+
+
+def _check_link_unknown_entity(ds) -> None:
+    # the linked entity that appears in no triple still becomes an entity (with no KG edge):
+    # the item keeps its link and trains on its own embedding
+    e = ds.item_entity[ds.items.index("i0")]
+    assert e >= 0 and ds.entities.token(e) == "nowhere", e
+
+
+def _check_cold_users(ds) -> None:
+    # users who appear only in valid/test still get ids; they are simply not trained on
+    assert "u_new" in ds.users.tokens
+    assert ds.users.index("u_new") not in set(ds.train.users.tolist())
+
+
+def _check_spaces(ds) -> None:
+    assert "user 0" in ds.users.tokens, ds.users.tokens[:3]
+
+
+def _check_bom(ds) -> None:
+    assert ds.n_users == 8
+
+
+RB, KT, KA = "recbole", "ktup", "kgat"
+I_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
+
+CASES: list[Case] = [
+    # ---------------- RecBole atomic
+    Case("rb-empty-inter", RB, {"toy.inter": b""}, "error", "toy.inter:1: empty file"),
+    Case("rb-header-only-blank", RB, {"toy.inter": b"\n\n"}, "error", "toy.inter:1: empty file"),
+    Case("rb-header-missing", RB, _edit(RB, "toy.inter", lambda t: t.split("\n", 1)[1]), "error",
+         "toy.inter:1: missing required column 'user_id'"),
+    Case("rb-unknown-type", RB, _edit(RB, "toy.inter", lambda t: t.replace("rating:float", "rating:double", 1)), "error",
+         "toy.inter:1: unknown type 'double' of column 'rating'"),
+    Case("rb-duplicate-column", RB, _edit(RB, "toy.inter", lambda t: t.replace("timestamp:float", "user_id:token", 1)), "error",
+         "toy.inter:1: column 'user_id' appears twice"),
+    Case("rb-too-few-fields", RB, _edit(RB, "toy.inter", lambda t: _line(t, 5, "u0\ti3\t4")), "error",
+         "toy.inter:5: expected 4 tab-separated fields, found 3"),
+    Case("rb-too-many-fields", RB, _edit(RB, "toy.inter", lambda t: _line(t, 7, "u1\ti1\t4\t1\textra")), "error",
+         "toy.inter:7: expected 4 tab-separated fields, found 5"),
+    Case("rb-truncated-last-line", RB, _edit(RB, "toy.inter", lambda t: t.rstrip("\n")[:-6]), "error",
+         "toy.inter:41: expected 4 tab-separated fields, found 3"),
+    Case("rb-non-numeric-rating", RB, _edit(RB, "toy.inter", lambda t: _line(t, 3, "u0\ti1\tfive\t1001")), "error",
+         "toy.inter:3: non-numeric rating 'five'"),
+    Case("rb-nan-timestamp", RB, _edit(RB, "toy.inter", lambda t: _line(t, 4, "u0\ti2\t3\tnan")), "error",
+         "toy.inter:4: timestamp 'nan' is not a finite number"),
+    Case("rb-empty-user", RB, _edit(RB, "toy.inter", lambda t: _line(t, 6, "\ti4\t3\t1004")), "error",
+         "toy.inter:6: empty user_id"),
+    Case("rb-non-utf8", RB, {"toy.inter": VALID[RB]()["toy.inter"].replace(b"u3\ti3", b"u\xff3\ti3", 1)}, "error",
+         "toy.inter:17: not valid UTF-8 (byte 0xff"),
+    Case("rb-non-utf8-header", RB, {"toy.kg": b"head_id:token\trelation\xe9:token\ttail_id:token\n"}, "error",
+         "toy.kg:1: not valid UTF-8 (byte 0xe9"),
+    Case("rb-kg-wrong-columns", RB, _edit(RB, "toy.kg", lambda t: _line(t, 9, "m1 director d1")), "error",
+         "toy.kg:9: expected 3 tab-separated fields, found 1"),
+    Case("rb-kg-missing-column", RB, {"toy.kg": b"head_id:token\ttail_id:token\nm0\tg0\n"}, "error",
+         "toy.kg:1: missing required column 'relation_id'"),
+    Case("rb-link-second-entity", RB, _edit(RB, "toy.link", lambda t: t + "i2\tm5\n"), "error",
+         "toy.link:8: item 'i2' is linked to a second entity (first link on line 4)"),
+    Case("rb-pre-split-missing-part", RB, {"toy.train.inter": VALID[RB]()["toy.inter"], "toy.inter": None,
+                                           "toy.valid.inter": VALID[RB]()["toy.inter"]}, "error",
+         "pre-split dataset is missing toy.test.inter"),
+    Case("rb-no-dataset", RB, {"toy.inter": None}, "error", "no dataset found"),
+    Case("rb-crlf", RB, {k: v.replace(b"\n", b"\r\n") for k, v in VALID[RB]().items()}, "ok", check=_check_crlf,
+         what="Windows line endings load"),
+    Case("rb-bom", RB, {"toy.inter": b"\xef\xbb\xbf" + VALID[RB]()["toy.inter"]}, "ok", check=_check_bom,
+         what="a UTF-8 byte-order mark is accepted"),
+    Case("rb-ids-with-spaces", RB, _edit(RB, "toy.inter", lambda t: t.replace("u0\t", "user 0\t")), "ok",
+         check=_check_spaces, what="ids with spaces are tokens (tab-separated format)"),
+    Case("rb-duplicate-triples", RB, _edit(RB, "toy.kg", lambda t: t + "m0\tgenre\tg0\nm1\tdirector\td1\n"), "ok",
+         check=_check_dup_triples, what="duplicate triples are counted and dropped"),
+    Case("rb-one-relation", RB, {"toy.kg": ("head_id:token\trelation_id:token\ttail_id:token\n"
+                                            + "".join(f"m{k}\tgenre\tg{k % 2}\n" for k in range(6))).encode()},
+         "ok", check=_check_one_relation, what="a KG with one relation trains"),
+    Case("rb-link-unknown-entity", RB, _edit(RB, "toy.link", lambda t: t.replace("i0\tm0", "i0\tnowhere")), "ok",
+         check=_check_link_unknown_entity, what="a link to an entity in no triple keeps the link"),
+    Case("rb-kg-nothing-left", RB, {"toy.link": b"item_id:token\tentity_id:token\nzz\tm0\n"}, "error",
+         "no interactions left after filtering", data={"drop_unlinked": True},
+         what="no item linked: nothing to train on"),
+    Case("rb-rating-threshold-no-column", RB, _edit(RB, "toy.inter", lambda t: "\n".join(
+        "\t".join(x.split("\t")[:2]) for x in t.split("\n"))), "error",
+         "data.rating_threshold=4.0 is set but toy has no rating column", data={"rating_threshold": 4.0}),
+    # ---------------- KTUP authors' layout
+    Case("kt-empty-train", KT, {"train.dat": b""}, "error", "train.dat: empty file"),
+    Case("kt-missing-train", KT, {"train.dat": None, "valid.dat": None, "test.dat": None}, "error",
+         "no dataset found"),
+    Case("kt-wrong-columns", KT, _edit(KT, "train.dat", lambda t: _line(t, 4, "1\t2")), "error",
+         "train.dat:4: expected 3 tab-separated fields, found 2"),
+    Case("kt-non-numeric-rating", KT, _edit(KT, "valid.dat", lambda t: _line(t, 2, "1\t2\tgood")), "error",
+         "valid.dat:2: non-numeric rating 'good'"),
+    Case("kt-user-not-in-map", KT, _edit(KT, "test.dat", lambda t: _line(t, 3, "99\t1\t4")), "error",
+         "test.dat:3: user index '99' is not in u_map.dat"),
+    Case("kt-entity-not-in-map", KT, _edit(KT, "kg/train.dat", lambda t: _line(t, 2, "1\t77\t0")), "error",
+         "train.dat:2: entity index '77' is not in e_map.dat"),
+    Case("kt-relation-not-in-map", KT, _edit(KT, "kg/train.dat", lambda t: _line(t, 8, "1\t8\t5")), "error",
+         "train.dat:8: relation index '5' is not in r_map.dat"),
+    Case("kt-map-duplicate-index", KT, _edit(KT, "u_map.dat", lambda t: t + "3\tu_dup\n"), "error",
+         "u_map.dat:9: index '3' appears twice"),
+    Case("kt-map-missing", KT, {"kg/r_map.dat": None}, "error", "r_map.dat: file not found"),
+    Case("kt-i2kg-short-line", KT, _edit(KT, "i2kg_map.tsv", lambda t: _line(t, 2, "i1\tFilm 1")), "error",
+         "i2kg_map.tsv:2: expected 3 tab-separated fields, found 2"),
+    Case("kt-non-utf8", KT, {"kg/e_map.dat": VALID[KT]()["kg/e_map.dat"] + b"11\tcaf\xe9\n"}, "error",
+         "e_map.dat:12: not valid UTF-8 (byte 0xe9"),
+    Case("kt-cold-users", KT, {"u_map.dat": VALID[KT]()["u_map.dat"] + b"8\tu_new\n",
+                               "test.dat": VALID[KT]()["test.dat"] + b"8\t1\t5\n"}, "ok", check=_check_cold_users,
+         what="a user absent from train (present in test) is kept, never trained on"),
+    Case("kt-crlf", KT, {k: v.replace(b"\n", b"\r\n") for k, v in VALID[KT]().items()}, "ok", check=_check_crlf,
+         what="Windows line endings load"),
+    # ---------------- KGAT layout
+    Case("ka-empty-train", KA, {"train.txt": b""}, "error", "train.txt: no interactions"),
+    Case("ka-empty-kg", KA, {"kg_final.txt": b""}, "error", "kg_final.txt: empty file"),
+    Case("ka-kg-wrong-columns", KA, _edit(KA, "kg_final.txt", lambda t: _line(t, 5, "4 0")), "error",
+         "kg_final.txt:5: expected 3 space-separated fields, found 2"),
+    Case("ka-kg-truncated", KA, _edit(KA, "kg_final.txt", lambda t: t.rstrip("\n")[:-2]), "error",
+         "kg_final.txt:12: empty tail"),
+    Case("ka-non-utf8", KA, {"test.txt": b"0 1 2\n1 \xfe3\n"}, "error", "test.txt:2: not valid UTF-8 (byte 0xfe)"),
+    Case("ka-tab-kg", KA, {"kg_final.txt": VALID[KA]()["kg_final.txt"].replace(b" ", b"\t")}, "ok",
+         check=_check_crlf, what="tab-separated kg_final.txt is sniffed"),
+    Case("ka-crlf", KA, {k: v.replace(b"\n", b"\r\n") for k, v in VALID[KA]().items()}, "ok", check=_check_crlf,
+         what="Windows line endings load"),
+    Case("ka-duplicate-triples", KA, _edit(KA, "kg_final.txt", lambda t: t + "0 0 6\n1 1 9\n"), "ok",
+         check=_check_dup_triples, what="duplicate triples are counted and dropped"),
+]
