@@ -109,7 +109,7 @@ def print_table(summary: dict[str, dict]) -> None:
         cells = []
         for c in cols:
             v = row.get(c)
-            if v is None or (model == "ktup" and c.startswith("kg_") and False):
+            if v is None:
                 cells.append(f"{'-':>17s}")
             elif c in ("sec_per_epoch", "best_epoch"):
                 cells.append(f"{v['mean']:>9.1f} ± {v['std']:<5.1f}")
@@ -154,6 +154,28 @@ def versions() -> dict[str, str]:
             "cpu_threads": str(torch.get_num_threads())}
 
 
+def merge(paths: list[str], out: Path, tag: str) -> int:
+    """Combine the runs of several result files (model groups run in parallel) into one."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    runs = [r for part in parts for r in part["runs"]]
+    summary = summarise(runs)
+    seeds = sorted({r["seed"] for r in runs})
+    print(f"protocol recbole, {DATASET} test split, seeds {seeds}, mean ± std over seeds")
+    print_table(summary)
+    date = _dt.date.today().isoformat()
+    suffix = f"-{tag}" if tag else ""
+    payload = {"benchmark": "quality", "date": date, "dataset": DATASET, "protocol": "recbole",
+               "command": [p["command"] for p in parts], "merged_from": [str(p) for p in paths], "seeds": seeds,
+               "settings": parts[0].get("settings"), "versions": parts[0].get("versions"),
+               "total_seconds": sum(p.get("total_seconds", 0) for p in parts), "summary": summary, "runs": runs}
+    out.mkdir(parents=True, exist_ok=True)
+    jpath, ppath = out / f"quality-{date}{suffix}.json", out / f"quality-{date}{suffix}.png"
+    jpath.write_text(json.dumps(payload, indent=2) + "\n")
+    plot(summary, ppath, f"{DATASET}, protocol recbole, {len(seeds)} seed(s): mean ± std")
+    print(f"wrote {jpath} and {ppath}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["bpr", "tup", "transh", "ktup"])
@@ -165,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and PNG")
     ap.add_argument("--keep-runs", default=None, help="keep the run directories here (default: temporary)")
+    ap.add_argument("--tag", default="", help="suffix of the output names (e.g. to run model groups in parallel)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="no training: merge earlier quality-*.json files into one table, JSON and chart")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out), args.tag)
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = args.seeds[:1] if args.quick else args.seeds
@@ -195,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     date = _dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + (f"-{args.tag}" if args.tag else "")
     payload = {"benchmark": "quality", "date": date, "dataset": DATASET, "protocol": "recbole",
                "command": " ".join([Path(sys.executable).name, *sys.argv]), "seeds": seeds,
                "settings": SETTINGS, "versions": versions(), "total_seconds": total,

@@ -56,7 +56,7 @@ MODELS: dict[str, list[str]] = {
 
 # ====================================================================== one measurement
 def measure(size: str, model: str, steps: int, full_epoch_max: int, eval_users: int, kg_triples: int,
-            threads: int) -> dict:
+            threads: int, update: str = "sparse") -> dict:
     """Generate, train one (possibly partial) epoch, evaluate; runs in its own process."""
     import numpy as np
     import torch
@@ -73,11 +73,12 @@ def measure(size: str, model: str, steps: int, full_epoch_max: int, eval_users: 
     ds = generate(name=f"synthetic-{size}", **SIZES[size])
     gen_s = time.perf_counter() - t0
     cfg = Config()
-    cfg.apply_overrides([*MODELS[model], "sparse=true", "kg_eval=false", f"threads={threads}"])
+    mode = {"sparse": ["sparse=true"], "dense": ["sparse=false", "sparse_auto_rows=0"], "auto": []}[update]
+    cfg.apply_overrides([*MODELS[model], *mode, "kg_eval=false", f"threads={threads}"])
     info = {"run_id": "scale", "dataset": size, "status": "running"}
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, ds, Path(tmp), "quiet", info)   # no run directory files: timing only
-        tr.optimizer = build_optimizer(tr.cfg, [p for p in tr.model.parameters() if p.requires_grad])
+        tr.optimizer = build_optimizer(tr.cfg, [p for p in tr.model.parameters() if p.requires_grad], sparse=tr.sparse)
         tr.model.train()
         n_train = len(ds.train)
         limit = None if n_train <= full_epoch_max else steps
@@ -89,6 +90,7 @@ def measure(size: str, model: str, steps: int, full_epoch_max: int, eval_users: 
     planned = rec.get("planned_steps", done)
     epoch_s = rec["train_seconds"] * planned / done
     out = {"size": size, "model": model, "variant": " ".join(MODELS[model][1:]) or "-",
+           "updates": "sparse" if tr.sparse else "dense",
            "users": ds.n_users, "items": ds.n_items, "entities": ds.n_entities,
            "interactions": n_train + len(ds.valid) + len(ds.test), "train_interactions": n_train,
            "triples": len(ds.kg_train) + len(ds.kg_valid) + len(ds.kg_test), "train_triples": len(ds.kg_train),
@@ -124,7 +126,7 @@ def results_path(ext: str) -> Path:
 def run_child(args, size: str, model: str) -> dict:
     cmd = [sys.executable, __file__, "--one", size, model, "--steps", str(args.steps),
            "--full-epoch-max", str(args.full_epoch_max), "--eval-users", str(args.eval_users),
-           "--kg-triples", str(args.kg_triples), "--threads", str(args.threads)]
+           "--kg-triples", str(args.kg_triples), "--threads", str(args.threads), "--update", args.update]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"{size}/{model} failed:\n{p.stderr[-3000:]}")
@@ -140,7 +142,7 @@ def load_rows(path: Path) -> list[dict]:
 def save_rows(path: Path, rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     order = list(SIZES)
-    rows = sorted(rows, key=lambda r: (order.index(r["size"]), r["model"]))
+    rows = sorted(rows, key=lambda r: (order.index(r["size"]), r["model"], r.get("updates", "")))
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_avg_at_save": os.getloadavg(), "note": "shared 2-core machine under load from other jobs; "
             "wall times are pessimistic, *_cpu_s is the process's own CPU time"}
@@ -148,14 +150,14 @@ def save_rows(path: Path, rows: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'size':7s} {'model':5s} {'users':>7s} {'items':>6s} {'inter.':>11s} {'triples':>9s} "
+    head = (f"{'size':7s} {'model':5s} {'upd.':6s} {'users':>7s} {'items':>6s} {'inter.':>11s} {'triples':>9s} "
             f"{'epoch s':>9s} {'cpu s':>8s} {'ms/step':>8s} {'RSS GB':>7s} {'eval s':>9s} {'KG 10k s':>9s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         ep = f"{r['epoch_s']:.1f}{'*' if r['epoch_extrapolated'] else ''}"
         evs = f"{r['eval_s']:.1f}{'*' if r['eval_extrapolated'] else ''}"
         kg = f"{r['kg_eval_s']:.1f}" if "kg_eval_s" in r else "-"
-        lines.append(f"{r['size']:7s} {r['model']:5s} {r['users']:>7d} {r['items']:>6d} {r['interactions']:>11,d} "
+        lines.append(f"{r['size']:7s} {r['model']:5s} {r.get('updates', '?'):6s} {r['users']:>7d} {r['items']:>6d} {r['interactions']:>11,d} "
                      f"{r['triples']:>9,d} {ep:>9s} {r['epoch_cpu_s']:>8.1f} {r['ms_per_step']:>8.1f} "
                      f"{r['peak_rss_gb']:>7.2f} {evs:>9s} {kg:>9s}")
     lines.append("* extrapolated: epoch from the first timed steps; eval from a user subset (see JSON)")
@@ -169,8 +171,9 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for model in dict.fromkeys(r["model"] for r in rows):
-        rs = sorted((r for r in rows if r["model"] == model), key=lambda r: r["interactions"])
+    for model in dict.fromkeys((r["model"], r.get("updates", "sparse")) for r in rows):
+        rs = sorted((r for r in rows if (r["model"], r.get("updates", "sparse")) == model), key=lambda r: r["interactions"])
+        model = f"{model[0]} {model[1]}"
         x = [r["interactions"] for r in rs]
         axes[0].plot(x, [r["epoch_s"] for r in rs], "o-", label=f"{model} epoch (wall)")
         axes[0].plot(x, [r["epoch_cpu_s"] for r in rs], "x--", label=f"{model} epoch (CPU)")
@@ -238,12 +241,15 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-users", type=int, default=5000, help="users timed for full ranking (extrapolated)")
     ap.add_argument("--kg-triples", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--update", default="sparse", choices=("sparse", "dense", "auto"),
+                    help="row-wise sparse updates (default), dense, or the train.sparse_auto_rows rule")
     ap.add_argument("--epochs", default="bpr=20,ktup=10", help="sparse-vs-dense epochs per model")
     ap.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--plot-only", action="store_true")
     a = ap.parse_args(argv)
     if a.one:
-        print(json.dumps(measure(a.one[0], a.one[1], a.steps, a.full_epoch_max, a.eval_users, a.kg_triples, a.threads)))
+        print(json.dumps(measure(a.one[0], a.one[1], a.steps, a.full_epoch_max, a.eval_users, a.kg_triples,
+                                 a.threads, a.update)))
         return 0
     if a.what == "sparse-vs-dense":
         epochs = {k: int(v) for k, v in (x.split("=") for x in a.epochs.split(","))}
@@ -259,7 +265,7 @@ def main(argv=None) -> int:
         for size in a.sizes.split(","):
             for model in a.models.split(","):
                 r = run_child(a, size, model)
-                rows = [x for x in rows if (x["size"], x["model"]) != (size, model)] + [r]
+                rows = [x for x in rows if (x["size"], x["model"], x.get("updates")) != (size, model, r["updates"])] + [r]
                 save_rows(path, rows)
                 print(f"{size}/{model}: epoch {r['epoch_s']:.1f}s, RSS {r['peak_rss_gb']:.2f} GB, "
                       f"eval {r['eval_s']:.1f}s", flush=True)

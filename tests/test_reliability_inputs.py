@@ -19,7 +19,8 @@ from ktup.cli import main
 from ktup.config import DataConfig
 from ktup.data import load_dataset
 from ktup.errors import KtupError
-from reliability.corpus import CASES, VALID, write_files
+from reliability.corpus import (CASES, SET_CASES, VALID, YAML_CASES, YAML_FILE_LEVEL, cli_cases, fill_ids,
+                               write_files)
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
 TINY = ["--set", "epochs=1", "--set", "embedding_size=8", "--set", "batch_size=64", "--set", "kg_batch_size=64",
@@ -72,7 +73,7 @@ def test_corpus_is_broad():
     assert all(n >= 6 for n in by_fmt.values()), by_fmt
 
 
-SUBPROCESS_CASES = ["rb-non-numeric-rating", "kt-user-not-in-map"]  # the rest go through main() below
+SUBPROCESS_CASES = ["kt-user-not-in-map"]  # every case also goes through main() below
 
 
 @pytest.mark.parametrize("case_id", SUBPROCESS_CASES)
@@ -112,21 +113,6 @@ def test_failed_train_into_existing_empty_dir_leaves_it_empty(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ bad configs
-YAML_CASES = [
-    ("unknown-key", "train:\n  epochz: 3\n", "unknown config key 'train.epochz' (did you mean 'epochs'?)"),
-    ("unknown-section", "trainer:\n  epochs: 3\n", "unknown config key 'trainer'"),
-    ("wrong-type", "train:\n  epochs: many\n", "train.epochs: expected int, got 'many'"),
-    ("bool-for-int", "model:\n  embedding_size: true\n", "model.embedding_size: expected int, got True"),
-    ("negative-size", "model:\n  embedding_size: -4\n", "model.embedding_size: must be > 0, got -4"),
-    ("zero-batch", "train:\n  batch_size: 0\n", "train.batch_size: must be > 0, got 0"),
-    ("lambda-above-1", "train:\n  joint_lambda: 1.5\n", "train.joint_lambda: must be within [0, 1], got 1.5"),
-    ("lambda-below-0", "joint_lambda: -0.1\n", "train.joint_lambda: must be within [0, 1], got -0.1"),
-    ("bad-choice", "model:\n  model: bert\n", "model.model: must be one of ktup, tup, transh, transe, bpr; got 'bert'"),
-    ("not-a-mapping", "- epochs\n- 3\n", "expected a mapping of keys to values at the top level"),
-    ("yaml-syntax", "train: {epochs: 3\n", "not valid YAML"),
-    ("non-utf8", b"train:\n  seed: \xff\n", "not valid YAML"),
-    ("bad-ratios", "data:\n  split_ratios: [0.5, 0.5]\n", "data.split_ratios: expected three non-negative numbers"),
-]
 
 
 @pytest.mark.parametrize("name,text,fragment", YAML_CASES, ids=[c[0] for c in YAML_CASES])
@@ -138,23 +124,11 @@ def test_bad_yaml_config(name, text, fragment, tmp_path, capsys):
     assert rc == 2
     line = one_line_error(err)
     assert fragment in line, line
-    if name not in ("wrong-type", "unknown-key", "unknown-section", "lambda-above-1", "lambda-below-0", "bad-choice",
-                    "negative-size", "zero-batch", "bool-for-int", "bad-ratios"):
+    if name in YAML_FILE_LEVEL:
         assert "cfg.yaml" in line, line      # file-level problems name the file
     assert not out.exists()
 
 
-SET_CASES = [
-    ("unknown-key", "epochz=3", "--set: unknown config key 'epochz' (did you mean 'epochs'?)"),
-    ("unknown-section", "foo.lr=0.1", "unknown config section 'foo'"),
-    ("no-equals", "epochs", "--set 'epochs': expected key=value"),
-    ("wrong-type", "batch_size=big", "--set: train.batch_size: expected int, got 'big'"),
-    ("float-for-int", "epochs=2.5", "train.epochs: expected int, got 2.5"),
-    ("negative", "epochs=-1", "train.epochs: must be >= 0, got -1"),
-    ("lambda", "joint_lambda=2", "train.joint_lambda: must be within [0, 1], got 2.0"),
-    ("lr-zero", "lr=0", "train.lr: must be > 0, got 0.0"),
-    ("ks", "ks=0", "eval.ks: expected a list of positive integers, got [0]"),
-]
 
 
 @pytest.mark.parametrize("name,item,fragment", SET_CASES, ids=[c[0] for c in SET_CASES])
@@ -197,44 +171,10 @@ def tiny_run(tmp_path_factory):
     return run.path
 
 
-def _cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
-    user = "u0"
-    return [
-        ("recommend-no-run", ["recommend", str(tmp / "nope"), "--user", user], "no such run directory"),
-        ("recommend-not-a-run", ["recommend", str(tmp), "--user", user], "not a ktup run directory (run.json missing)"),
-        ("recommend-unknown-user", ["recommend", str(run), "--user", "nobody"], "unknown user 'nobody'"),
-        ("recommend-bad-k", ["recommend", str(run), "--user", "{u}", "-k", "0"], "k"),
-        ("explain-unknown-item", ["explain", str(run), "--user", "{u}", "--item", "no-such-item"],
-         "unknown item 'no-such-item'"),
-        ("explain-unknown-user", ["explain", str(run), "--user", "ghost", "--item", "{i}"], "unknown user 'ghost'"),
-        ("evaluate-no-run", ["evaluate", str(tmp / "nope")], "no such run directory"),
-        ("evaluate-bad-checkpoint", ["evaluate", str(run), "--checkpoint", "nosuch"], "checkpoint not found"),
-        ("train-unknown-dataset", ["train", "--dataset", "no-such-dataset", "--out", str(tmp / "r")],
-         "unknown dataset 'no-such-dataset'"),
-        ("train-dataset-path-missing", ["train", "--dataset", "./missing/dir", "--out", str(tmp / "r")],
-         "dataset path ./missing/dir: no such directory"),
-        ("train-resume-missing", ["train", "--resume", str(tmp / "nope")], "no such run directory"),
-        ("train-resume-and-model", ["train", "--resume", str(run), "--model", "tup"],
-         "--model cannot be combined with --resume"),
-        ("datasets-info-unknown", ["datasets", "info", "no-such-dataset"], "unknown dataset 'no-such-dataset'"),
-        ("export-no-run", ["export", str(tmp / "nope"), "--to", str(tmp / "exp")], "no such run directory"),
-        ("serve-no-run", ["serve", str(tmp / "nope"), "--port", "0"], "nope"),
-    ]
-
-
-def _fill(argv: list[str], run: Path) -> list[str]:
-    from ktup.training.runs import load_run
-
-    r = load_run(run)
-    u = r.dataset.users.tokens[0]
-    i = r.dataset.items.tokens[0]
-    return [a.replace("{u}", u).replace("{i}", i) for a in argv]
-
-
 def test_bad_commands(tiny_run, tmp_path, capsys):
     failures = []
-    for name, argv, fragment in _cli_cases(tiny_run, tmp_path):
-        rc, _, err = run_main(capsys, *_fill(argv, tiny_run))
+    for name, argv, fragment in cli_cases(tiny_run, tmp_path):
+        rc, _, err = run_main(capsys, *fill_ids(argv, tiny_run))
         try:
             assert rc == 2, rc
             line = one_line_error(err)

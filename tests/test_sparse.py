@@ -134,3 +134,38 @@ def test_threads_key_sets_torch_threads(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_transe_renormalises_only_touched_rows_with_sparse_gradients():
+    from ktup.models import build_model
+
+    ds = tiny_dataset()
+    m = build_model(tiny_config("transe").model, ds)
+    enable_sparse(m)
+    opt = LazyAdam(m.parameters(), lr=0.1)
+    before = m.entity.weight.detach().clone()
+    kg = torch.as_tensor(ds.kg_train[:8])
+    h, r, t = kg[:, 0], kg[:, 1], kg[:, 2]
+    m.kg_loss(h, r, t, (h + 1) % ds.n_entities, t).backward()
+    opt.step()
+    m.constrain_()
+    touched = torch.unique(torch.cat([h, t, (h + 1) % ds.n_entities]))
+    norms = m.entity.weight.detach().norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    untouched = torch.ones(ds.n_entities, dtype=torch.bool)
+    untouched[touched] = False
+    assert torch.equal(m.entity.weight.detach()[untouched], before[untouched])
+
+
+def test_sparse_auto_rows_switches_big_tables_only(tmp_path):
+    from ktup.training.setup import uses_sparse
+    from ktup.models import build_model
+
+    ds = tiny_dataset()
+    cfg = tiny_config("ktup", sparse_auto_rows=10)
+    model = build_model(cfg.model, ds)
+    assert uses_sparse(cfg.train, model)
+    cfg.train.sparse_auto_rows = 10**9
+    assert not uses_sparse(cfg.train, model)
+    cfg.train.sparse_auto_rows = 0
+    assert not uses_sparse(cfg.train, model)

@@ -46,6 +46,7 @@ class ModelConfig:
     margin: float = 1.0               # KG margin ranking loss
     kg_constraint_weight: float = 0.01  # weight of TransH orthogonality + entity norm constraints
     gumbel_temperature: float = 1.0
+    max_norm: float = 0.0             # tup/ktup: rows of user/item/entity tables clipped to this L2 norm after each step (0 = off)
 
 
 @dataclass
@@ -63,7 +64,8 @@ class TrainConfig:
     kg_batch_size: int = 2048
     num_negatives: int = 1
     kg_sampling: str = "uniform"      # uniform | bernoulli
-    sparse: bool = False              # row-wise sparse updates
+    sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
+    sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
     eval_every: int = 1
     valid_metric: str = "ndcg@10"
     patience: int = 10                # early stopping, in evaluations (0 = off)
@@ -186,10 +188,12 @@ class Config:
         _nonneg("train.kg_epochs", t.kg_epochs)
         _nonneg("data.k_core", dc.k_core)
         _nonneg("model.num_preferences", m.num_preferences)
+        _nonneg("model.max_norm", m.max_norm)
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
         _nonneg("train.threads", t.threads)
+        _nonneg("train.sparse_auto_rows", t.sparse_auto_rows)
         _positive("train.nproc", t.nproc)
         _choice("train.dist_backend", t.dist_backend, ("auto", "gloo", "nccl"))
         if not t.lr > 0:

@@ -254,3 +254,71 @@ CASES: list[Case] = [
     Case("ka-duplicate-triples", KA, _edit(KA, "kg_final.txt", lambda t: t + "0 0 6\n1 1 9\n"), "ok",
          check=_check_dup_triples, what="duplicate triples are counted and dropped"),
 ]
+
+
+# ------------------------------------------------------------------ bad configs
+YAML_CASES = [
+    ("unknown-key", "train:\n  epochz: 3\n", "unknown config key 'train.epochz' (did you mean 'epochs'?)"),
+    ("unknown-section", "trainer:\n  epochs: 3\n", "unknown config key 'trainer'"),
+    ("wrong-type", "train:\n  epochs: many\n", "train.epochs: expected int, got 'many'"),
+    ("bool-for-int", "model:\n  embedding_size: true\n", "model.embedding_size: expected int, got True"),
+    ("negative-size", "model:\n  embedding_size: -4\n", "model.embedding_size: must be > 0, got -4"),
+    ("zero-batch", "train:\n  batch_size: 0\n", "train.batch_size: must be > 0, got 0"),
+    ("lambda-above-1", "train:\n  joint_lambda: 1.5\n", "train.joint_lambda: must be within [0, 1], got 1.5"),
+    ("lambda-below-0", "joint_lambda: -0.1\n", "train.joint_lambda: must be within [0, 1], got -0.1"),
+    ("bad-choice", "model:\n  model: bert\n", "model.model: must be one of ktup, tup, transh, transe, bpr; got 'bert'"),
+    ("not-a-mapping", "- epochs\n- 3\n", "expected a mapping of keys to values at the top level"),
+    ("yaml-syntax", "train: {epochs: 3\n", "not valid YAML"),
+    ("non-utf8", b"train:\n  seed: \xff\n", "not valid YAML"),
+    ("bad-ratios", "data:\n  split_ratios: [0.5, 0.5]\n", "data.split_ratios: expected three non-negative numbers"),
+]
+
+# YAML cases whose problem is the file itself (the message names the file)
+YAML_FILE_LEVEL = ("not-a-mapping", "yaml-syntax", "non-utf8")
+
+SET_CASES = [
+    ("unknown-key", "epochz=3", "--set: unknown config key 'epochz' (did you mean 'epochs'?)"),
+    ("unknown-section", "foo.lr=0.1", "unknown config section 'foo'"),
+    ("no-equals", "epochs", "--set 'epochs': expected key=value"),
+    ("wrong-type", "batch_size=big", "--set: train.batch_size: expected int, got 'big'"),
+    ("float-for-int", "epochs=2.5", "train.epochs: expected int, got 2.5"),
+    ("negative", "epochs=-1", "train.epochs: must be >= 0, got -1"),
+    ("lambda", "joint_lambda=2", "train.joint_lambda: must be within [0, 1], got 2.0"),
+    ("lr-zero", "lr=0", "train.lr: must be > 0, got 0.0"),
+    ("ks", "ks=0", "eval.ks: expected a list of positive integers, got [0]"),
+]
+
+
+# ------------------------------------------------------------------ bad commands
+def cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
+    user = "u0"
+    return [
+        ("recommend-no-run", ["recommend", str(tmp / "nope"), "--user", user], "no such run directory"),
+        ("recommend-not-a-run", ["recommend", str(tmp), "--user", user], "not a ktup run directory (run.json missing)"),
+        ("recommend-unknown-user", ["recommend", str(run), "--user", "nobody"], "unknown user 'nobody'"),
+        ("recommend-bad-k", ["recommend", str(run), "--user", "{u}", "-k", "0"], "k"),
+        ("explain-unknown-item", ["explain", str(run), "--user", "{u}", "--item", "no-such-item"],
+         "unknown item 'no-such-item'"),
+        ("explain-unknown-user", ["explain", str(run), "--user", "ghost", "--item", "{i}"], "unknown user 'ghost'"),
+        ("evaluate-no-run", ["evaluate", str(tmp / "nope")], "no such run directory"),
+        ("evaluate-bad-checkpoint", ["evaluate", str(run), "--checkpoint", "nosuch"], "checkpoint not found"),
+        ("train-unknown-dataset", ["train", "--dataset", "no-such-dataset", "--out", str(tmp / "r")],
+         "unknown dataset 'no-such-dataset'"),
+        ("train-dataset-path-missing", ["train", "--dataset", "./missing/dir", "--out", str(tmp / "r")],
+         "dataset path ./missing/dir: no such directory"),
+        ("train-resume-missing", ["train", "--resume", str(tmp / "nope")], "no such run directory"),
+        ("train-resume-and-model", ["train", "--resume", str(run), "--model", "tup"],
+         "--model cannot be combined with --resume"),
+        ("datasets-info-unknown", ["datasets", "info", "no-such-dataset"], "unknown dataset 'no-such-dataset'"),
+        ("export-no-run", ["export", str(tmp / "nope"), "--to", str(tmp / "exp")], "no such run directory"),
+        ("serve-no-run", ["serve", str(tmp / "nope"), "--port", "0"], "nope"),
+    ]
+
+
+def fill_ids(argv: list[str], run: Path) -> list[str]:
+    from ktup.training.runs import load_run
+
+    r = load_run(run)
+    u = r.dataset.users.tokens[0]
+    i = r.dataset.items.tokens[0]
+    return [a.replace("{u}", u).replace("{i}", i) for a in argv]

@@ -273,7 +273,7 @@ def main(argv=None) -> int:
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     out = args.out or REPO / "benchmarks" / "results" / f"pykeen-{args.dataset}-{date}.json"
     report = {
-        "benchmark": "pykeen-peer", "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "benchmark": "pykeen-peer", "command": " ".join([os.path.relpath(sys.executable, REPO)] + sys.argv),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "pykeen": pykeen.get_version(), "ktup": ktup.__version__, "numpy": np.__version__},
         "dataset": {"name": args.dataset, "entities": dataset.n_entities, "relations": dataset.n_relations,

@@ -316,4 +316,10 @@ def write_json(obj: dict[str, Any], path: Path) -> Path:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.executable).name] + sys.argv)
+    """The command as typed from the repo root (the interpreter path relative to it when inside)."""
+    exe = Path(sys.executable)
+    try:
+        exe = exe.relative_to(REPO)
+    except ValueError:
+        pass
+    return " ".join([str(exe)] + sys.argv)

@@ -126,7 +126,7 @@ def _argv(args) -> list[str]:
         out += ["--init-from", *args.init_from]
     for o in args.overrides:
         out += ["--set", o]
-    if getattr(args, "nproc", None) is not None:
-        out += ["--nproc", str(args.nproc)]
+    # no --nproc: torchrun's own parser would take it for an abbreviation of --nproc-per-node,
+    # and the children know they are children (RANK is set)
     out += ["--quiet"] if args.quiet else ["--jsonl"] if args.jsonl else []
     return out

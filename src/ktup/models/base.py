@@ -23,6 +23,14 @@ class Model(nn.Module):
         """Build from a :class:`ktup.config.ModelConfig` and a :class:`ktup.data.KGDataset`."""
         raise NotImplementedError
 
+    def _ids(self, x) -> torch.Tensor:
+        """Ids (tensor, array or list) as int64 on the model's device: callers may pass CPU
+        or numpy ids to a model living on a GPU."""
+        device = next(iter(self.parameters())).device
+        if torch.is_tensor(x):
+            return x.to(device=device, dtype=torch.long)
+        return torch.as_tensor(x, dtype=torch.long, device=device)
+
     # ------------------------------------------------------------------ losses
     def rec_loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor) -> torch.Tensor:
         """Scalar loss; users, pos_items (B,), neg_items (B,) or (B, n_neg)."""

@@ -7,7 +7,6 @@ from torch import nn
 
 from ktup.models import functional as fn
 from ktup.models.base import Model
-from ktup.models.kg import _as_long
 
 
 class BPRMF(Model):
@@ -27,8 +26,8 @@ class BPRMF(Model):
         return cls(dataset.n_users, dataset.n_items, config.embedding_size)
 
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
-        u = self.user(_as_long(users))                       # (B, d)
-        pos_i, neg = _as_long(pos_items), _as_long(neg_items)
+        u = self.user(self._ids(users))                       # (B, d)
+        pos_i, neg = self._ids(pos_items), self._ids(neg_items)
         B = pos_i.shape[0]
         items = self.item(torch.cat([pos_i, neg.reshape(-1)]))   # one gather: (B + B·n_neg, d)
         pos = (u * items[:B]).sum(-1)                         # (B,)
@@ -38,8 +37,8 @@ class BPRMF(Model):
         return fn.bpr_loss_scores(pos, (u * i_neg).sum(-1))
 
     def score_pairs(self, users, items) -> torch.Tensor:
-        return (self.user(_as_long(users)) * self.item(_as_long(items))).sum(-1)
+        return (self.user(self._ids(users)) * self.item(self._ids(items))).sum(-1)
 
     def score_all_items(self, users, items=None) -> torch.Tensor:
-        I = self.item.weight if items is None else self.item(_as_long(items))
-        return self.user(_as_long(users)) @ I.T
+        I = self.item.weight if items is None else self.item(self._ids(items))
+        return self.user(self._ids(users)) @ I.T

@@ -56,8 +56,8 @@ class KGScoringMixin:
 
         Each table is gathered once per step (heads, tails and both corruptions in one entity
         lookup): one index kernel and, with sparse gradients, one sparse gradient per table."""
-        h, r, t = _as_long(heads), _as_long(relations), _as_long(tails)
-        nh, nt = _as_long(neg_heads), _as_long(neg_tails)
+        h, r, t = self._ids(heads), self._ids(relations), self._ids(tails)
+        nh, nt = self._ids(neg_heads), self._ids(neg_tails)
         B = h.shape[0]
         ids = torch.cat([h, t, nh.reshape(-1), nt.reshape(-1)])
         ents = self.entity(ids)                              # (2B + 2·B·n_neg, d)
@@ -81,15 +81,15 @@ class KGScoringMixin:
         return loss
 
     def score_triples(self, heads, relations, tails) -> torch.Tensor:
-        return -self._kg_distance(_as_long(heads), _as_long(relations), _as_long(tails))
+        return -self._kg_distance(self._ids(heads), self._ids(relations), self._ids(tails))
 
     def _candidates(self, entities: Optional[torch.Tensor]) -> torch.Tensor:
         if entities is None:
             return self.entity.weight[: self.n_entities]
-        return self.entity(_as_long(entities))
+        return self.entity(self._ids(entities))
 
     def score_tails(self, heads, relations, entities=None) -> torch.Tensor:
-        h, r = _as_long(heads), _as_long(relations)
+        h, r = self._ids(heads), self._ids(relations)
         w = self._kg_normals(r)
         h_e = self.entity(h)
         q = (h_e if w is None else fn.project(h_e, w)) + self.relation(r)      # (B, d)
@@ -97,7 +97,7 @@ class KGScoringMixin:
                                         budget_mb=self.memory_budget_mb, groups=r)
 
     def score_heads(self, relations, tails, entities=None) -> torch.Tensor:
-        r, t = _as_long(relations), _as_long(tails)
+        r, t = self._ids(relations), self._ids(tails)
         w = self._kg_normals(r)
         t_e = self.entity(t)
         q = (t_e if w is None else fn.project(t_e, w)) - self.relation(r)      # (B, d)
@@ -141,5 +141,12 @@ class TransE(TransH):
     _with_normals = False
 
     def constrain_(self) -> None:
+        """Unit-length entities. With sparse gradients only the rows the step touched can have
+        left the sphere, so only they are renormalised (a step's cost stays O(batch))."""
         with torch.no_grad():
-            self.entity.weight.copy_(fn.unit(self.entity.weight))
+            w, g = self.entity.weight, self.entity.weight.grad
+            if g is not None and g.is_sparse:
+                rows = g.coalesce().indices()[0]
+                w.index_copy_(0, rows, fn.unit(w.index_select(0, rows)))
+            else:
+                w.copy_(fn.unit(w))

@@ -17,7 +17,7 @@ from torch import nn
 from ktup.errors import ConfigError, KtupError
 from ktup.models import functional as fn
 from ktup.models.base import Model
-from ktup.models.kg import KGScoringMixin, _as_long
+from ktup.models.kg import KGScoringMixin
 from ktup.models.recbole_api import RecBoleInterface
 from ktup.models.scoring import (
     preference_distance_all,
@@ -36,7 +36,7 @@ class TUP(RecBoleInterface, Model):
 
     def __init__(self, n_users: int, n_items: int, num_preferences: int, embedding_size: int = 64, *,
                  induction: str = "soft", norm: str = "l1", unit_normals: bool = True,
-                 gumbel_temperature: float = 1.0):
+                 gumbel_temperature: float = 1.0, max_norm: float = 0.0):
         super().__init__()
         if num_preferences <= 0:
             raise ConfigError(f"model.num_preferences: must be > 0, got {num_preferences}")
@@ -44,6 +44,7 @@ class TUP(RecBoleInterface, Model):
         self.num_preferences = num_preferences
         self.induction, self.norm, self.unit_normals = induction, norm, unit_normals
         self.gumbel_temperature = gumbel_temperature
+        self.max_norm = float(max_norm)   # > 0: unit-ball style clip of user/item(/entity) rows
         self.memory_budget_mb = 256.0   # bound on the temporaries of score_all_items
         self.user = nn.Embedding(n_users, embedding_size)
         self.item = nn.Embedding(n_items, embedding_size)
@@ -59,7 +60,27 @@ class TUP(RecBoleInterface, Model):
             raise ConfigError("model.num_preferences: the dataset has no KG relations; set it explicitly (e.g. 20)")
         return cls(dataset.n_users, dataset.n_items, k, config.embedding_size, induction=config.induction,
                    norm=config.norm, unit_normals=config.unit_normals,
-                   gumbel_temperature=config.gumbel_temperature)
+                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0))
+
+    def constrain_(self) -> None:
+        """With ``max_norm > 0``: rescale user and item rows longer than it back onto the ball.
+        Translation distances otherwise grow with the norms and the model overfits quickly
+        (benchmarks/tuning/RESULTS.md: +0.014 valid NDCG@10 on ml-100k with max_norm = 1)."""
+        self._clip_rows(("user", "item"))
+
+    def _clip_rows(self, names: tuple[str, ...]) -> None:
+        if self.max_norm <= 0:
+            return
+        with torch.no_grad():
+            for name in names:
+                w = getattr(self, name).weight
+                g = w.grad
+                if g is not None and g.is_sparse:   # sparse steps: only touched rows can have grown
+                    rows = g.coalesce().indices()[0]
+                    v = w.index_select(0, rows)
+                    w.index_copy_(0, rows, v * (self.max_norm / v.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
+                else:
+                    w.mul_((self.max_norm / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
 
     # ------------------------------------------------------------ the tables
     @property
@@ -73,7 +94,7 @@ class TUP(RecBoleInterface, Model):
 
     def item_vectors(self, items: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Enhanced items ``ĩ`` for ids of any shape (all items when None) → shape + (d,)."""
-        return self.item.weight if items is None else self.item(_as_long(items))
+        return self.item.weight if items is None else self.item(self._ids(items))
 
     # ------------------------------------------------------------ induction
     def _weights(self, logits: torch.Tensor, noisy: bool) -> torch.Tensor:
@@ -87,7 +108,7 @@ class TUP(RecBoleInterface, Model):
 
     def _pair(self, users: torch.Tensor, items: torch.Tensor, noisy: bool):
         """(u, ĩ, weights, distance) of (broadcastable) user and item ids."""
-        return self._pair_vec(self.user(_as_long(users)), self.item_vectors(items), noisy)
+        return self._pair_vec(self.user(self._ids(users)), self.item_vectors(items), noisy)
 
     def _pair_vec(self, u: torch.Tensor, i: torch.Tensor, noisy: bool):
         """(u, ĩ, weights, distance) of already gathered (broadcastable) rows (..., d)."""
@@ -98,12 +119,12 @@ class TUP(RecBoleInterface, Model):
     def preference_logits(self, users, items) -> torch.Tensor:
         """(B, K) logits ``α_k = (u + ĩ)·p̃_k``, deterministic (no noise)."""
         P, _ = self.preference_tables()
-        return (self.user(_as_long(users)) + self.item_vectors(items)) @ P.T
+        return (self.user(self._ids(users)) + self.item_vectors(items)) @ P.T
 
     # ------------------------------------------------------------------ losses
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
         """BPR on distances; ST-Gumbel noise when hard and in train mode. neg (B,) or (B, n_neg)."""
-        users, pos, neg = _as_long(users), _as_long(pos_items), _as_long(neg_items)
+        users, pos, neg = self._ids(users), self._ids(pos_items), self._ids(neg_items)
         noisy = self.training
         B = pos.shape[0]
         u = self.user(users)                                # (B, d): one gather per table per step
@@ -123,20 +144,20 @@ class TUP(RecBoleInterface, Model):
     # ------------------------------------------------------------------ scores
     def score_pairs(self, users, items) -> torch.Tensor:
         """(B,) ``−f(u, i)`` with deterministic induction (no Gumbel noise in any mode)."""
-        return -self._pair(_as_long(users), _as_long(items), noisy=False)[3]
+        return -self._pair(self._ids(users), self._ids(items), noisy=False)[3]
 
     def score_all_items(self, users, items=None) -> torch.Tensor:
         """(B, N) scores by the decomposed fast path (module docstring of ktup.models.scoring)."""
         P, W = self.preference_tables()
-        U = self.user(_as_long(users))
-        I = self.item_vectors(None if items is None else _as_long(items))
+        U = self.user(self._ids(users))
+        I = self.item_vectors(None if items is None else self._ids(items))
         return -preference_distance_all(U, I, P, W, induction=self.induction, norm=self.norm,
                                         unit_normals=self.unit_normals, budget_mb=self.memory_budget_mb)
 
     def score_pairs_per_preference(self, users, items) -> torch.Tensor:
         """(B, K): the pair's score if preference k were the induced one."""
         P, W = self.preference_tables()
-        u, i = self.user(_as_long(users)), self.item_vectors(_as_long(items))
+        u, i = self.user(self._ids(users)), self.item_vectors(self._ids(items))
         return -preference_distance_per_k(u, i, P, W, self.norm, self.unit_normals)
 
     # ------------------------------------------------------------ pre-training
@@ -174,11 +195,11 @@ class KTUP(KGScoringMixin, TUP):
                  item_entity: np.ndarray | torch.Tensor, embedding_size: int = 64, *,
                  induction: str = "soft", norm: str = "l1", combine: str = "sum", unit_normals: bool = True,
                  align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
-                 gumbel_temperature: float = 1.0, align_weight: float = 1.0):
+                 gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0):
         if n_relations <= 0:
             raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
         super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
-                         unit_normals=unit_normals, gumbel_temperature=gumbel_temperature)
+                         unit_normals=unit_normals, gumbel_temperature=gumbel_temperature, max_norm=max_norm)
         self.n_entities, self.n_relations, self.combine = n_entities, n_relations, combine
         self.use_align_loss, self.align_weight = align_loss, align_weight
         self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
@@ -202,14 +223,16 @@ class KTUP(KGScoringMixin, TUP):
                    dataset.item_entity, config.embedding_size, induction=config.induction, norm=config.norm,
                    combine=config.combine, unit_normals=config.unit_normals, align_loss=config.align_loss,
                    margin=config.margin, kg_constraint_weight=config.kg_constraint_weight,
-                   gumbel_temperature=config.gumbel_temperature)
+                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0))
 
     @property
     def preference_relation(self) -> list[int]:
         return list(range(self.n_relations))
 
     def constrain_(self) -> None:
-        """Keep the padding entity at zero (an optimiser's weight decay could otherwise move it)."""
+        """Keep the padding entity at zero (an optimiser's weight decay could otherwise move it);
+        with ``max_norm > 0`` also clip user, item and entity rows to the ball."""
+        self._clip_rows(("user", "item", "entity"))
         with torch.no_grad():
             self.entity.weight[self.n_entities].zero_()
 
@@ -223,7 +246,7 @@ class KTUP(KGScoringMixin, TUP):
     def item_vectors(self, items=None) -> torch.Tensor:
         if items is None:
             return self.item.weight + self.entity(self.item_entity)
-        items = _as_long(items)
+        items = self._ids(items)
         return self.item(items) + self.entity(self.item_entity[items])
 
     def _rec_extra_loss(self, pos, neg) -> torch.Tensor:

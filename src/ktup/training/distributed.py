@@ -207,8 +207,12 @@ def wrap_ddp(model: nn.Module, device: torch.device, di: DistInfo) -> nn.Module:
 
     lm = LossModule(model)
     ids = [device.index] if device.type == "cuda" else None
-    # broadcast_buffers: buffers (item_entity) are constant; parameters are broadcast at wrap.
-    return DDP(lm, device_ids=ids, broadcast_buffers=False, find_unused_parameters=False)
+    # Buffers (ktup's item_entity map) are constant: syncing them every forward would cost
+    # O(items) per step. Parameters are broadcast from rank 0 when wrapping.
+    try:
+        return DDP(lm, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=False)
+    except TypeError:  # torch without forward_sync_buffers
+        return DDP(lm, device_ids=ids, broadcast_buffers=False, find_unused_parameters=False)
 
 
 # ====================================================================== evaluation

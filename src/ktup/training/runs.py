@@ -7,6 +7,7 @@ Layout (``docs/ARCHITECTURE.md``)::
     RUN/split.npz            the exact split (internal ids) and the id-map tokens
     RUN/checkpoints/last.pt  end of the latest epoch (resume point)
     RUN/checkpoints/best.pt  best validation epoch (used for test and by load_run)
+    RUN/checkpoints/prev.pt  the previous last.pt (resume falls back to it if last.pt is damaged)
     RUN/metrics.jsonl        one JSON line per evaluation, a final line with test metrics
     RUN/final.json           test metrics of the best checkpoint
     RUN/train.log, RUN/plots/loss.png, RUN/plots/valid.png
@@ -111,8 +112,9 @@ def remove_stale_temps(run_dir: Path) -> int:
 RESUME_ORDER = ("last", "prev", "best")
 
 
-def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[dict[str, Any], Path, list[str]]:
-    """The newest intact checkpoint among last.pt, prev.pt and best.pt: ``(state, file, notes)``.
+def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[Optional[dict[str, Any]], Optional[Path], list[str]]:
+    """The newest intact checkpoint among last.pt, prev.pt and best.pt: ``(state, file, notes)``;
+    ``(None, None, notes)`` when the run has no checkpoint at all (it restarts from epoch 0).
 
     A truncated or corrupt ``last.pt`` (checksum) is reported in ``notes`` and the run resumes
     from the newest good one; training from an earlier epoch reproduces the same result, since
@@ -135,7 +137,9 @@ def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[dict[st
     if not found:
         if bad:
             raise RunError(f"{run_dir}: no intact checkpoint to resume from ({'; '.join(bad)})")
-        raise RunError(f"{run_dir}: nothing to resume (no checkpoints/last.pt; the run stopped before its first epoch ended)")
+        # killed before its first epoch ended: the config and split are saved, so start it over
+        return None, None, [f"{run_dir}: no checkpoint yet (the run stopped before its first epoch ended); "
+                            "restarting from epoch 0"]
     epoch, _, state, f = max(found, key=lambda x: (x[0], x[1]))
     notes = [f"{b}; resuming from {f.name} (epoch {epoch})" for b in bad]
     return state, f, notes

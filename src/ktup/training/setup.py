@@ -19,9 +19,20 @@ def device_for(name: str) -> torch.device:
     return torch.device(name)
 
 
-def uses_sparse(cfg) -> bool:
-    """Row-wise sparse updates (``train.sparse`` or the ``sparse_adam`` optimiser)."""
-    return bool(cfg.sparse) or cfg.optimizer == "sparse_adam"
+def uses_sparse(cfg, model=None) -> bool:
+    """Row-wise sparse updates: ``train.sparse``, the ``sparse_adam`` optimiser, or (given the
+    model) big tables whose rows together reach ``train.sparse_auto_rows``.
+
+    Measured (benchmarks/scale.py, docs/SCALING.md): lazy Adam has a higher fixed cost per step
+    than fused dense Adam, and wins once the tables are large (≈ 5× on a 200k-row table), so
+    small data (ml-100k) keeps dense updates."""
+    if cfg.sparse or cfg.optimizer == "sparse_adam":
+        return True
+    if model is None or not getattr(cfg, "sparse_auto_rows", 0):
+        return False
+    from ktup.training.sparse import big_table_rows
+
+    return big_table_rows(model) >= cfg.sparse_auto_rows
 
 
 def check_optimizer(cfg) -> None:
@@ -30,7 +41,7 @@ def check_optimizer(cfg) -> None:
         raise ConfigError(f"train.optimizer: unknown optimiser {cfg.optimizer!r}")
 
 
-def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.Optimizer:
     """adam | adagrad | sgd, fused kernels where torch has them (same numbers, ~1.5x faster steps).
 
     With sparse updates (:func:`uses_sparse`): adam is :class:`~ktup.training.sparse.LazyAdam`
@@ -41,7 +52,7 @@ def build_optimizer(cfg, params) -> torch.optim.Optimizer:
 
     check_optimizer(cfg)
     params = list(params)
-    if uses_sparse(cfg):
+    if uses_sparse(cfg) if sparse is None else sparse:
         if cfg.optimizer in ("adam", "sparse_adam"):
             return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         cls = torch.optim.Adagrad if cfg.optimizer == "adagrad" else torch.optim.SGD

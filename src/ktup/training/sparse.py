@@ -47,6 +47,12 @@ def enable_sparse(model: nn.Module) -> list[str]:
     return names
 
 
+def big_table_rows(model: nn.Module) -> int:
+    """Rows of the user, item and entity tables together (what dense updates pay for per step)."""
+    return sum(int(getattr(model, n).num_embeddings) for n in BIG_TABLES
+               if isinstance(getattr(model, n, None), nn.Embedding))
+
+
 def disable_sparse(model: nn.Module) -> None:
     for name in BIG_TABLES:
         emb = getattr(model, name, None)

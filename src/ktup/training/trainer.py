@@ -89,8 +89,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         np.random.seed(self.cfg.seed % 2 ** 32)
         self.model = build_model(config.model, dataset).to(self.device)
-        self.sparse = uses_sparse(self.cfg) and dist_.sparse_allowed(self.dist)
-        if uses_sparse(self.cfg) and not self.sparse:
+        wanted = uses_sparse(self.cfg, self.model)
+        self.sparse = wanted and dist_.sparse_allowed(self.dist)
+        if wanted and not self.sparse:
             self.progress.log("train.sparse: NCCL has no sparse all-reduce; training with dense tables")
         self.sparse_tables = enable_sparse(self.model) if self.sparse else []
         self.ddp: Optional[torch.nn.Module] = None   # DistributedDataParallel(LossModule), see start()
@@ -181,7 +182,7 @@ class Trainer:
         try:
             if config.train.init_from:
                 init_from(self.model, config.train.init_from, dataset, self.device, self.progress.log)
-            self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
+            self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad], sparse=self.sparse)
         except BaseException as e:
             self._mark_failed(e)
             raise
@@ -212,13 +213,19 @@ class Trainer:
         if di.is_main:
             runs.prepare_run_dir(path, resume=True)
             runs.remove_stale_temps(path)
+            last = runs.checkpoint_path(path, "last")
+            if ckpt_file is not None and ckpt_file != last:  # replace a damaged last.pt by the good one
+                save_checkpoint(last, ckpt_file.read_bytes())
         if dataset is not None:
             dataset = runs.apply_split(dataset, path / "split.npz")
         else:
             dataset = runs.load_run_dataset(path, config, info)
         self = cls(config, dataset, path, progress, info)
-        self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad])
-        self._restore(state)
+        if state is None and config.train.init_from:  # restarting: as a new run would
+            init_from(self.model, config.train.init_from, dataset, self.device, self.progress.log)
+        self.optimizer = build_optimizer(self.cfg, [p for p in self.model.parameters() if p.requires_grad], sparse=self.sparse)
+        if state is not None:
+            self._restore(state)
         finished = info.get("status") == "finished"
         if self.epoch >= self.cfg.epochs and finished:
             raise ConfigError(f"{path}: run already finished {self.epoch} epochs; "
