@@ -5,6 +5,9 @@ Usage: python benchmarks/tuning/run_one.py LOG.jsonl TAG key=value [key=value ..
 Trains on ml-100k-recbole-split (protocol recbole), selects on valid NDCG@10 (the trainer's
 early stopping), and records best valid and the test metrics of the best checkpoint. Test
 figures are recorded for the report only; choices are made on valid.
+
+Settings are applied on top of the *current* defaults of src/ktup/config.py: to replay a trial
+of RESULTS.md made before the defaults changed, pass the old values too (RESULTS.md lists them).
 """
 
 from __future__ import annotations
@@ -23,32 +26,7 @@ from ktup.config import Config  # noqa: E402
 from ktup.training import train  # noqa: E402
 
 
-def _unit_ball_patch() -> None:
-    """Experiment only (KTUP_UNIT_BALL=1): after each step clip user, item and entity rows of
-    tup/ktup to the unit L2 ball, as the authors' norm constraint does (softly)."""
-    from ktup.models.tup import KTUP, TUP
-
-    def clip(model) -> None:
-        with torch.no_grad():
-            for name in ("user", "item", "entity"):
-                emb = getattr(model, name, None)
-                if emb is not None:
-                    w = emb.weight
-                    w.div_(w.norm(dim=1, keepdim=True).clamp_min(1.0))
-
-    orig_k = KTUP.constrain_
-
-    def k_constrain(self) -> None:
-        clip(self)
-        orig_k(self)
-
-    KTUP.constrain_ = k_constrain
-    TUP.constrain_ = lambda self: clip(self)
-
-
 def main() -> None:
-    if os.environ.get("KTUP_UNIT_BALL") == "1":
-        _unit_ball_patch()
     log, tag, *sets = sys.argv[1:]
     cfg = Config()
     cfg.apply_overrides(["dataset=ml-100k-recbole-split", "kg_eval=false", *sets])

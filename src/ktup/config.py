@@ -38,7 +38,7 @@ class ModelConfig:
     model: str = "ktup"               # ktup | tup | transh | transe | bpr
     embedding_size: int = 64
     induction: str = "soft"           # soft | hard (straight-through Gumbel in training, argmax at inference)
-    norm: str = "l1"                  # l1 | l2 (squared L2)
+    norm: str = "l2"                  # l1 | l2 (squared L2); l2 tuned best on ml-100k (benchmarks/tuning)
     combine: str = "sum"              # sum (paper) | mean (authors' code, RecBole)
     unit_normals: bool = True         # normalise hyperplane normals (spec); False = authors/RecBole
     align_loss: bool = False          # item/entity alignment loss (RecBole adds it)
@@ -46,7 +46,7 @@ class ModelConfig:
     margin: float = 1.0               # KG margin ranking loss
     kg_constraint_weight: float = 0.01  # weight of TransH orthogonality + entity norm constraints
     gumbel_temperature: float = 1.0
-    max_norm: float = 0.0             # tup/ktup: rows of user/item/entity tables clipped to this L2 norm after each step (0 = off)
+    max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
 
 
 @dataclass
@@ -57,12 +57,12 @@ class TrainConfig:
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
     optimizer: str = "adam"           # adam | adagrad | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = 2e-3                  # with batch 512: tuned on ml-100k valid NDCG@10 (benchmarks/tuning/RESULTS.md)
+    weight_decay: float = 1e-5
     grad_clip: float = 0.0            # 0 = off
-    batch_size: int = 2048            # recommendation batch
+    batch_size: int = 512             # recommendation batch
     kg_batch_size: int = 2048
-    num_negatives: int = 1
+    num_negatives: int = 4            # per positive (rec and KG); 4 beat 1 clearly, 8 barely beat 4 at 2x the time
     kg_sampling: str = "uniform"      # uniform | bernoulli
     sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)

@@ -161,7 +161,7 @@ I_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 CASES: list[Case] = [
     # ---------------- RecBole atomic
     Case("rb-empty-inter", RB, {"toy.inter": b""}, "error", "toy.inter:1: empty file"),
-    Case("rb-header-only-blank", RB, {"toy.inter": b"\n\n"}, "error", "toy.inter:1: empty file"),
+    Case("rb-header-only-blank", RB, {"toy.inter": b"\n\n"}, "error", "toy.inter:1: blank first line"),
     Case("rb-header-missing", RB, _edit(RB, "toy.inter", lambda t: t.split("\n", 1)[1]), "error",
          "toy.inter:1: missing required column 'user_id'"),
     Case("rb-unknown-type", RB, _edit(RB, "toy.inter", lambda t: t.replace("rating:float", "rating:double", 1)), "error",
@@ -291,17 +291,29 @@ SET_CASES = [
 
 # ------------------------------------------------------------------ bad commands
 def cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
+    """``(name, argv, fragment)``; ``{u}``/``{i}`` stand for a real user/item of ``run`` (see fill_ids)."""
     user = "u0"
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "a-file").write_text("a regular file")
     return [
         ("recommend-no-run", ["recommend", str(tmp / "nope"), "--user", user], "no such run directory"),
         ("recommend-not-a-run", ["recommend", str(tmp), "--user", user], "not a ktup run directory (run.json missing)"),
         ("recommend-unknown-user", ["recommend", str(run), "--user", "nobody"], "unknown user 'nobody'"),
-        ("recommend-bad-k", ["recommend", str(run), "--user", "{u}", "-k", "0"], "k"),
+        ("recommend-bad-k", ["recommend", str(run), "--user", "{u}", "-k", "0"], "-k must be a positive integer, got 0"),
+        ("recommend-users-file-missing", ["recommend", str(run), "--users", str(tmp / "nofile.txt")],
+         "nofile.txt: no such file"),
+        ("recommend-exclude-unknown", ["recommend", str(run), "--user", "{u}", "--exclude", "zzz"], "unknown item 'zzz'"),
+        ("recommend-output-under-file", ["recommend", str(run), "--all-users", "--output", str(tmp / "a-file" / "o.csv")],
+         "o.csv: cannot write (Not a directory)"),
+        ("recommend-bad-checkpoint", ["recommend", str(run), "--user", "{u}", "--checkpoint", "nosuch"],
+         "nosuch.pt: checkpoint not found"),
         ("explain-unknown-item", ["explain", str(run), "--user", "{u}", "--item", "no-such-item"],
          "unknown item 'no-such-item'"),
         ("explain-unknown-user", ["explain", str(run), "--user", "ghost", "--item", "{i}"], "unknown user 'ghost'"),
         ("evaluate-no-run", ["evaluate", str(tmp / "nope")], "no such run directory"),
         ("evaluate-bad-checkpoint", ["evaluate", str(run), "--checkpoint", "nosuch"], "checkpoint not found"),
+        ("evaluate-bad-protocol", ["evaluate", str(run), "--protocol", "nosuch"], "unknown evaluation protocol 'nosuch'"),
+        ("evaluate-bad-k", ["evaluate", str(run), "--k", "ten"], "--k 'ten': expected comma-separated positive integers"),
         ("train-unknown-dataset", ["train", "--dataset", "no-such-dataset", "--out", str(tmp / "r")],
          "unknown dataset 'no-such-dataset'"),
         ("train-dataset-path-missing", ["train", "--dataset", "./missing/dir", "--out", str(tmp / "r")],
@@ -311,7 +323,11 @@ def cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
          "--model cannot be combined with --resume"),
         ("datasets-info-unknown", ["datasets", "info", "no-such-dataset"], "unknown dataset 'no-such-dataset'"),
         ("export-no-run", ["export", str(tmp / "nope"), "--to", str(tmp / "exp")], "no such run directory"),
-        ("serve-no-run", ["serve", str(tmp / "nope"), "--port", "0"], "nope"),
+        ("export-under-a-file", ["export", str(run), "--to", str(tmp / "a-file" / "exp")],
+         "a-file is a file, not a directory"),
+        ("serve-no-run", ["serve", str(tmp / "nope"), "--port", "0"], "nope: no such run directory or export folder"),
+        ("serve-bad-port", ["serve", str(run), "--port", "99999"], "--port must be within 0..65535, got 99999"),
+        ("serve-bad-workers", ["serve", str(run), "--workers", "0"], "--workers must be >= 1, got 0"),
     ]
 
 
@@ -322,3 +338,45 @@ def fill_ids(argv: list[str], run: Path) -> list[str]:
     u = r.dataset.users.tokens[0]
     i = r.dataset.items.tokens[0]
     return [a.replace("{u}", u).replace("{i}", i) for a in argv]
+
+
+# ------------------------------------------------------------------ more dataset cases (second batch)
+def _check_loaded(ds) -> None:
+    assert ds.n_users == 8 and ds.n_items == 6 and len(ds.relations) >= 1
+
+
+def _mixed_endings(t: str) -> str:
+    lines = t.split("\n")
+    return "\n".join(x + "\r" if k % 2 and x else x for k, x in enumerate(lines))
+
+
+def _check_no_kg(ds) -> None:
+    assert len(ds.kg_train) == 0 and ds.n_users == 8
+
+
+CASES += [
+    Case("rb-header-no-rows", RB, {"toy.inter": (I_HEADER + "\n").encode()}, "error",
+         "toy.inter:2: no interactions (the file holds only a header)"),
+    Case("rb-empty-relation", RB, _edit(RB, "toy.kg", lambda t: _line(t, 4, "m2\t\tg0")), "error",
+         "toy.kg:4: empty relation_id"),
+    Case("rb-whitespace-header", RB, {"toy.inter": b" \t \n" + VALID[RB]()["toy.inter"].split(b"\n", 1)[1]}, "error",
+         "toy.inter:1: blank first line: expected a header line"),
+    Case("rb-link-non-utf8", RB, {"toy.link": VALID[RB]()["toy.link"] + b"i9\tm\xe99\n"}, "error",
+         "toy.link:8: not valid UTF-8 (byte 0xe9"),
+    Case("rb-mixed-line-endings", RB, _edit(RB, "toy.inter", _mixed_endings), "ok", check=_check_loaded,
+         what="a file mixing LF and CRLF loads"),
+    Case("rb-no-final-newline", RB, {k: v.rstrip(b"\n") for k, v in VALID[RB]().items()}, "ok", check=_check_loaded,
+         what="no newline at the end of files"),
+    Case("rb-trailing-blank-lines", RB, {k: v + b"\n\n\n" for k, v in VALID[RB]().items()}, "ok", check=_check_loaded,
+         what="blank lines at the end are ignored"),
+    Case("kt-rating-inf", KT, _edit(KT, "train.dat", lambda t: _line(t, 6, "1\t2\tinf")), "error",
+         "train.dat:6: rating 'inf' is not a finite number"),
+    Case("kt-no-kg", KT, {"kg/train.dat": None, "kg/valid.dat": None, "kg/test.dat": None}, "ok", check=_check_no_kg,
+         what="no KG: loads (KG models then refuse to train with one line)"),
+    Case("ka-item-list-short", KA, {"item_list.txt": b"org_id remap_id\n100 0\n101\n"}, "error",
+         "item_list.txt:3: expected at least 2 space-separated fields, found 1"),
+    Case("ka-user-without-items", KA, {"train.txt": VALID[KA]()["train.txt"] + b"42\n"}, "ok", check=_check_loaded,
+         what="a KGAT line with a user and no items is skipped"),
+    Case("ka-empty-kg-field", KA, _edit(KA, "kg_final.txt", lambda t: _line(t, 3, "2  6")), "error",
+         "kg_final.txt:3: empty relation"),
+]

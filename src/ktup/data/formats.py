@@ -92,6 +92,9 @@ def read_recbole(path: Path, stem: str, name: Optional[str] = None) -> RawData:
         tabs = [read_atomic(f, INTER_COLS)]
         files["inter"] = str(f)
         inter_part = None
+    if sum(len(t["user"]) for t in tabs) == 0:
+        first = part_files[0] if any(present) else path / f"{stem}.inter"
+        raise DataError("no interactions (the file holds only a header)", first, 2)
     ratings = _cat_optional(tabs, "rating")
     timestamps = _cat_optional(tabs, "timestamp")
 

@@ -68,7 +68,8 @@ def read_header(path: Path, sep: str = "\t") -> list[tuple[str, str]]:
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path) from None
     if not first.strip():
-        raise DataError("empty file: expected a header line such as 'user_id:token<TAB>item_id:token'", path, 1)
+        what = "empty file" if not first or path.stat().st_size == len(first) else "blank first line"
+        raise DataError(f"{what}: expected a header line such as 'user_id:token<TAB>item_id:token'", path, 1)
     try:
         text = first.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -274,5 +274,6 @@ class KTUP(KGScoringMixin, TUP):
         else:
             raise KtupError(f"ktup: cannot initialise from a {getattr(other, 'name', type(other).__name__)} model "
                             "(tup, transh or ktup)")
-        self.constrain_()
+        with torch.no_grad():   # an exact copy; only the padding entity is reset (max_norm applies from the first step)
+            self.entity.weight[self.n_entities].zero_()
         return self

@@ -132,7 +132,9 @@ def export_model(model: Any, dataset: Any, to: str | os.PathLike, *, config: Any
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     except OSError as e:
-        raise KtupError(f"{target}: cannot write there ({e.strerror or e})") from None
+        blocker = next((q for q in target.parents if q.exists() and not q.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker is not None else (e.strerror or str(e))
+        raise KtupError(f"{target}: cannot write there ({why})") from None
     try:
         tables, extra = collect_tables(model, dataset)
         listing = {}

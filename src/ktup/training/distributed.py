@@ -144,6 +144,19 @@ def all_reduce_sum(values: Sequence[float], device: torch.device, di: DistInfo) 
     return t.tolist()
 
 
+def all_finite(loss: torch.Tensor, di: DistInfo) -> bool:
+    """Whether the step's loss is finite on every rank (one rank raising alone would leave the
+    others waiting in the gradient all-reduce)."""
+    ok = torch.isfinite(loss.detach())
+    if not di.enabled:
+        return bool(ok)
+    import torch.distributed as dist
+
+    bad = (~ok).to(torch.float32).reshape(1)
+    dist.all_reduce(bad)
+    return bool(bad.item() == 0)
+
+
 def barrier(di: DistInfo) -> None:
     if di.enabled:
         import torch.distributed as dist

@@ -363,7 +363,7 @@ class Trainer:
                         loss = lam * rec_loss + (1.0 - lam) * kg_loss
                     else:
                         loss = rec_loss if kind == REC else kg_loss
-                if not bool(torch.isfinite(loss)):
+                if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
                 if cfg.grad_clip > 0:
