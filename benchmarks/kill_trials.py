@@ -196,10 +196,10 @@ def _phase(row: dict[str, Any], trigger: dict[str, Any], ref: dict[str, Any]) ->
         return f"epoch {logged}: between metrics line and last.pt"
     if logged == 0 and row["last_pt_epoch"] is None:
         return "epoch 1 (before any checkpoint)"
-    if trigger["kind"] == "delay":
-        late = trigger["delay"] >= ref["train_seconds"]
-        return f"epoch {logged + 1}: {'evaluation' if late else 'training'} (est.)"
-    return f"epoch {logged + 1}"
+    epochs = int(next(x for x in SETTINGS if x.startswith("epochs=")).split("=")[1])
+    if logged >= epochs:
+        return "final test evaluation"
+    return f"epoch {logged + 1}: training or validation"
 
 
 def _describe(trigger: dict[str, Any], ref: dict[str, Any]) -> str:

@@ -287,7 +287,8 @@ def kills(n: int, seed: int, tmp: Path) -> tuple[Tally, list[dict]]:
     t = Tally("SIGKILL during training")
     rows = kill_trials.run_trials(n, seed, tmp / "kills")
     for r in rows:
-        t.add(r["killed_in"].split(":")[-1].strip().split(" (")[0], bool(r["same_result"]),
+        t.add(r["killed_in"].split(":")[-1].strip().split(" (")[0].replace("training or validation", "in an epoch"),
+              bool(r["same_result"]),
               f"trial {r['trial']}: {r['resume']} {r['detail']}", lost=not r["same_result"])
     return t, rows
 

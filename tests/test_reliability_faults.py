@@ -121,6 +121,22 @@ def test_last_and_prev_damaged_falls_back_to_best(finished_run, tmp_path, capsys
     _assert_same_weights(run / "checkpoints" / "last.pt", finished_run / "checkpoints" / "last.pt")
 
 
+def test_killed_before_the_first_checkpoint_restarts_from_epoch_0(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running", "epochs_done": 0}))
+    (run / "final.json").unlink()
+    for f in (run / "checkpoints").glob("*.pt"):
+        f.unlink()
+    (run / "checkpoints" / ".last.pt.tmp-12345").write_bytes(b"partial")   # what a kill mid-write leaves
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "restarting from epoch 0" in capsys.readouterr().err
+    assert _final(run) == _final(finished_run)
+    _assert_same_weights(run / "checkpoints" / "best.pt", finished_run / "checkpoints" / "best.pt")
+    assert not list((run / "checkpoints").glob(".*.tmp-*"))
+
+
 def test_every_checkpoint_damaged_is_one_clear_error(finished_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
