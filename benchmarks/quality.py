@@ -1,22 +1,26 @@
 """Quality benchmark: bpr, tup, transh and ktup on RecBole's ml-100k split, several seeds.
 
     python benchmarks/quality.py                       # full: 4 models x 3 seeds (see time below)
-    python benchmarks/quality.py --quick               # smoke: 1 seed, 3 epochs each (~2 min)
+    python benchmarks/quality.py --quick               # smoke: 1 seed, 3 epochs each (~3 min)
     python benchmarks/quality.py --models bpr ktup --seeds 2020 2021 2022 --epochs 40
 
-Expected time on 2 shared CPU cores (torch 2.x, embedding 64, the shipped defaults):
-bpr ~1 s/epoch, tup ~4 s/epoch, transh ~2 s/epoch, ktup ~6-9 s/epoch plus ~3 s per validation
-of the translation models. With the default caps (``--epochs``: ktup/tup 60, bpr 150, transh 60,
-early stopping on valid NDCG@10 / MRR) a full 3-seed run takes about 30-45 minutes; ``--epochs N``
-caps every model at N epochs and bounds the time (3 seeds x 4 models x N epochs x ~5 s).
+Expected time on 2 CPU cores (measured 2026-11-28, torch 2.x, embedding 64, shipped defaults):
+per seed bpr ~1 min, tup ~2.5 min, transh ~1.5-3 min, ktup ~2.5-6 min (s/epoch: bpr 1, tup 3,
+transh 2-4, ktup 2-3 when the machine is idle, 7-12 when shared). A full run (4 models x 3 seeds)
+takes ~25 min idle and up to ~45 min on a loaded machine; ``--quick`` (1 seed, 3 epochs each)
+~3 min. Every model is capped in epochs (``SETTINGS``; ``--epochs N`` caps all at N), so the time
+is bounded: at most about 3 seeds x (150 x 1 + 40 x 3 + 30 x 4 + 40 x 12) s plus evaluations.
+Run model groups in parallel with ``--tag`` and combine them with ``--merge``.
 
 Protocol: ``recbole`` (docs/PROTOCOLS.md): full ranking over all items, train (+valid at test
 time) items masked, the test split of ``ml-100k-recbole-split``, the best-valid checkpoint.
 Recommendation models are selected on valid NDCG@10; transh on valid link-prediction MRR and
 reported with filtered test link-prediction MRR / Hits@10 instead of ranking metrics.
 
-``ktup`` uses exactly the defaults ``ktup train`` ships (src/ktup/config.py). The baselines use the
-settings found by the same tuning budget (benchmarks/tuning/RESULTS.md), listed in ``SETTINGS``.
+``ktup`` and ``tup`` use the defaults ``ktup train`` ships (src/ktup/config.py) except the epoch cap
+and evaluation cadence (``SETTINGS``: they bound the time; best epochs were 14-22, well inside the
+cap). bpr uses its own best of the same tuning budget (benchmarks/tuning/RESULTS.md). KG link
+prediction (transh, ktup) is filtered, on a fixed random 1,000 of the valid/test triples (``kg_eval_max_triples``).
 Writes ``benchmarks/results/quality-<date>.json`` (every run, means, std, versions, the exact
 command) and ``quality-<date>.png`` (bar chart with the seed-to-seed std as error bars).
 """
