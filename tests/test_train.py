@@ -147,7 +147,7 @@ def test_epoch_alternation_and_sum_plans():
     ("sum", lambda r: r["rec_steps"] == r["kg_steps"] > 0),
 ])
 def test_schedules_in_training(tmp_path, schedule, check):
-    run = train(tiny_config("ktup", schedule=schedule, epochs=2), dataset=tiny_dataset(), out=str(tmp_path / "r"),
+    run = train(tiny_config("ktup", schedule=schedule, epochs=2, joint_lambda=0.7), dataset=tiny_dataset(), out=str(tmp_path / "r"),
                 progress="quiet")
     for r in _lines(run.path / "metrics.jsonl")[:-1]:
         assert check(r), r
