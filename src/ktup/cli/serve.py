@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (default: torch's choice; cores/N with N workers)")
     p.add_argument("--checkpoint", default="best", help="best | last | a .pt file (run directories only; default: best)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run_serve)
 
@@ -51,7 +52,8 @@ def run_serve(args) -> int:
     from ktup.serving.server import serve
 
     serve(args.path, host=args.host, port=args.port, workers=args.workers, max_batch=args.max_batch,
-          checkpoint=args.checkpoint, log_level=args.log_level, threads=args.threads)
+          checkpoint=args.checkpoint, log_level=args.log_level, threads=args.threads,
+          device=args.device)
     return 0
 
 

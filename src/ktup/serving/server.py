@@ -24,6 +24,7 @@ _ENV_CHECKPOINT = "KTUP_SERVE_CHECKPOINT"
 _ENV_MAX_BATCH = "KTUP_SERVE_MAX_BATCH"
 _ENV_WORKERS = "KTUP_SERVE_WORKERS"
 _ENV_THREADS = "KTUP_SERVE_THREADS"
+_ENV_DEVICE = "KTUP_SERVE_DEVICE"
 
 
 def _set_threads(workers: int, threads: Optional[int]) -> None:
@@ -44,7 +45,8 @@ def app_from_env():
     if not path:
         raise KtupError(f"{_ENV_PATH} is not set")
     _set_threads(int(os.environ.get(_ENV_WORKERS, "1")), int(os.environ.get(_ENV_THREADS, "0")) or None)
-    rec = load_recommender(path, checkpoint=os.environ.get(_ENV_CHECKPOINT, "best"))
+    rec = load_recommender(path, checkpoint=os.environ.get(_ENV_CHECKPOINT, "best"),
+                          device=os.environ.get(_ENV_DEVICE, "cpu"))
     return create_app(rec, max_batch=int(os.environ.get(_ENV_MAX_BATCH, str(DEFAULT_MAX_BATCH))))
 
 
@@ -57,6 +59,7 @@ def serve(
     checkpoint: str = "best",
     log_level: str = "info",
     threads: Optional[int] = None,
+    device: str = "cpu",
 ) -> None:
     """Serve a run directory or an export folder until interrupted (blocks).
 
@@ -78,7 +81,7 @@ def serve(
     if threads is not None and threads < 1:
         raise KtupError(f"--threads must be >= 1, got {threads}")
     _set_threads(workers, threads)
-    rec = load_recommender(path, checkpoint=checkpoint)  # validates the path in this process
+    rec = load_recommender(path, checkpoint=checkpoint, device=device)  # validates the path in this process
     from ktup.serving.app import describe
 
     about = describe(rec)
@@ -95,6 +98,7 @@ def serve(
         _ENV_MAX_BATCH: str(max_batch),
         _ENV_WORKERS: str(workers),
         _ENV_THREADS: str(threads or 0),
+        _ENV_DEVICE: device,
     })
     uvicorn.run("ktup.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
 
