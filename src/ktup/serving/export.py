@@ -215,13 +215,9 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing (incomplete export)") from None
-    except Exception as e:  # noqa: BLE001 - a damaged zip raises several kinds
-        raise RunError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    from ktup.training.runs import read_npz
+
+    return read_npz(path, missing="missing (incomplete export)")
 
 
 def _read_table(path: Path) -> tuple[list[str], np.ndarray]:

@@ -216,14 +216,20 @@ def save_split(path: Path, dataset) -> None:
     os.replace(tmp, path)
 
 
-def _read_split(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: Path, missing: str = "missing", unreadable: str = "cannot read") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, or a one-line :class:`RunError` (``missing`` / ``unreadable``
+    say what the file is) instead of numpy's or zipfile's exceptions."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
+        raise RunError(f"{path}: {missing}") from None
     except Exception as e:  # noqa: BLE001 - a damaged zip raises several kinds
-        raise RunError(f"{path}: cannot read the saved split ({type(e).__name__})") from None
+        raise RunError(f"{path}: {unreadable} ({type(e).__name__}: {e})") from None
+
+
+def _read_split(path: Path) -> dict[str, np.ndarray]:
+    return read_npz(path, unreadable="cannot read the saved split")
 
 
 def apply_split(dataset, path: Path):
