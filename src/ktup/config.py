@@ -47,6 +47,7 @@ class ModelConfig:
     kg_constraint_weight: float = 0.01  # weight of TransH orthogonality + entity norm constraints
     gumbel_temperature: float = 1.0
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
+    item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
 
 
 @dataclass

@@ -36,7 +36,7 @@ class TUP(RecBoleInterface, Model):
 
     def __init__(self, n_users: int, n_items: int, num_preferences: int, embedding_size: int = 64, *,
                  induction: str = "soft", norm: str = "l1", unit_normals: bool = True,
-                 gumbel_temperature: float = 1.0, max_norm: float = 0.0):
+                 gumbel_temperature: float = 1.0, max_norm: float = 0.0, item_bias: bool = False):
         super().__init__()
         if num_preferences <= 0:
             raise ConfigError(f"model.num_preferences: must be > 0, got {num_preferences}")
@@ -52,6 +52,18 @@ class TUP(RecBoleInterface, Model):
         self.preference_norm = nn.Embedding(num_preferences, embedding_size)
         for emb in (self.user, self.item, self.preference, self.preference_norm):
             fn.xavier_normalised_(emb.weight)
+        # Optional per-item bias b_i (score = −f(u, i) + b_i): lets a distance model express
+        # popularity the way a dot-product model does; it does not depend on the preference, so
+        # the induced relation and its explanation are unchanged.
+        self.bias = nn.Embedding(n_items, 1) if item_bias else None
+        if self.bias is not None:
+            nn.init.zeros_(self.bias.weight)
+
+    def _item_bias(self, items: Optional[torch.Tensor]) -> torch.Tensor:
+        """b_i for item ids of any shape (all items when None), 0 without a bias table."""
+        if self.bias is None:
+            return torch.zeros((), dtype=self.user.weight.dtype, device=self.user.weight.device)
+        return self.bias.weight[:, 0] if items is None else self.bias(self._ids(items))[..., 0]
 
     @classmethod
     def build(cls, config, dataset) -> "TUP":
@@ -60,7 +72,8 @@ class TUP(RecBoleInterface, Model):
             raise ConfigError("model.num_preferences: the dataset has no KG relations; set it explicitly (e.g. 20)")
         return cls(dataset.n_users, dataset.n_items, k, config.embedding_size, induction=config.induction,
                    norm=config.norm, unit_normals=config.unit_normals,
-                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0))
+                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
+                   item_bias=getattr(config, "item_bias", False))
 
     def constrain_(self) -> None:
         """With ``max_norm > 0``: rescale user and item rows longer than it back onto the ball.
@@ -130,12 +143,13 @@ class TUP(RecBoleInterface, Model):
         u = self.user(users)                                # (B, d): one gather per table per step
         items = self.item_vectors(torch.cat([pos, neg.reshape(-1)]))   # (B + B·n_neg, d)
         i_pos, i_neg = items[:B], items[B:].reshape(*neg.shape, -1)
-        d_pos = self._pair_vec(u, i_pos, noisy)[3]          # (B,)
+        d_pos = self._pair_vec(u, i_pos, noisy)[3] - self._item_bias(pos)   # (B,)
         if neg.dim() == 2:
             d_neg = self._pair_vec(u[:, None], i_neg, noisy)[3]   # (B, n_neg)
             d_pos = d_pos[:, None]
         else:
             d_neg = self._pair_vec(u, i_neg, noisy)[3]
+        d_neg = d_neg - self._item_bias(neg)
         return fn.bpr_loss(d_pos, d_neg) + self._rec_extra_loss(pos, neg)
 
     def _rec_extra_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -144,21 +158,22 @@ class TUP(RecBoleInterface, Model):
     # ------------------------------------------------------------------ scores
     def score_pairs(self, users, items) -> torch.Tensor:
         """(B,) ``−f(u, i)`` with deterministic induction (no Gumbel noise in any mode)."""
-        return -self._pair(self._ids(users), self._ids(items), noisy=False)[3]
+        return -self._pair(self._ids(users), self._ids(items), noisy=False)[3] + self._item_bias(items)
 
     def score_all_items(self, users, items=None) -> torch.Tensor:
         """(B, N) scores by the decomposed fast path (module docstring of ktup.models.scoring)."""
         P, W = self.preference_tables()
         U = self.user(self._ids(users))
         I = self.item_vectors(None if items is None else self._ids(items))
-        return -preference_distance_all(U, I, P, W, induction=self.induction, norm=self.norm,
-                                        unit_normals=self.unit_normals, budget_mb=self.memory_budget_mb)
+        dist = preference_distance_all(U, I, P, W, induction=self.induction, norm=self.norm,
+                                       unit_normals=self.unit_normals, budget_mb=self.memory_budget_mb)
+        return self._item_bias(None if items is None else self._ids(items)) - dist
 
     def score_pairs_per_preference(self, users, items) -> torch.Tensor:
         """(B, K): the pair's score if preference k were the induced one."""
         P, W = self.preference_tables()
         u, i = self.user(self._ids(users)), self.item_vectors(self._ids(items))
-        return -preference_distance_per_k(u, i, P, W, self.norm, self.unit_normals)
+        return self._item_bias(items)[..., None] - preference_distance_per_k(u, i, P, W, self.norm, self.unit_normals)
 
     # ------------------------------------------------------------ pre-training
     def init_from(self, other: Model) -> "TUP":
@@ -167,6 +182,8 @@ class TUP(RecBoleInterface, Model):
             raise KtupError(f"{self.name}: cannot initialise from a {other.name} model")
         for name in ("user", "item", "preference", "preference_norm"):
             _copy_table(self, other, name)
+        if self.bias is not None and getattr(other, "bias", None) is not None:
+            _copy_table(self, other, "bias")
         return self
 
 
@@ -195,11 +212,13 @@ class KTUP(KGScoringMixin, TUP):
                  item_entity: np.ndarray | torch.Tensor, embedding_size: int = 64, *,
                  induction: str = "soft", norm: str = "l1", combine: str = "sum", unit_normals: bool = True,
                  align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
-                 gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0):
+                 gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0,
+                 item_bias: bool = False):
         if n_relations <= 0:
             raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
         super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
-                         unit_normals=unit_normals, gumbel_temperature=gumbel_temperature, max_norm=max_norm)
+                         unit_normals=unit_normals, gumbel_temperature=gumbel_temperature, max_norm=max_norm,
+                         item_bias=item_bias)
         self.n_entities, self.n_relations, self.combine = n_entities, n_relations, combine
         self.use_align_loss, self.align_weight = align_loss, align_weight
         self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
@@ -223,7 +242,8 @@ class KTUP(KGScoringMixin, TUP):
                    dataset.item_entity, config.embedding_size, induction=config.induction, norm=config.norm,
                    combine=config.combine, unit_normals=config.unit_normals, align_loss=config.align_loss,
                    margin=config.margin, kg_constraint_weight=config.kg_constraint_weight,
-                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0))
+                   gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
+                   item_bias=getattr(config, "item_bias", False))
 
     @property
     def preference_relation(self) -> list[int]:
