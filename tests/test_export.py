@@ -46,17 +46,11 @@ def make_dataset(seed: int = 1) -> KGDataset:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from ktup.training import load_run, train
+    from ktup.training import load_run
+    from test_train_support import train_one_epoch_runs
 
-    root = tmp_path_factory.mktemp("export-runs")
-    out = {}
-    for m in MODELS:
-        cfg = Config.from_dict({"model": {"model": m, "embedding_size": 6},
-                                "train": {"epochs": 1, "batch_size": 16, "kg_batch_size": 16},
-                                "eval": {"kg_eval": False}})
-        path = train(cfg, dataset=make_dataset(), out=str(root / m), progress="quiet").path
-        out[m] = load_run(path)
-    return out
+    paths = train_one_epoch_runs(tmp_path_factory.mktemp("export-runs"), MODELS, make_dataset, embedding_size=6)
+    return {m: load_run(p) for m, p in paths.items()}
 
 
 def _scores(model, ds):

@@ -17,7 +17,6 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from ktup.config import Config  # noqa: E402
 from ktup.data.dataset import IdMap, Interactions, KGDataset  # noqa: E402
 from ktup.serving.app import create_app  # noqa: E402
 from ktup.serving.export import export_run  # noqa: E402
@@ -51,16 +50,9 @@ def make_dataset(seed: int = 0) -> KGDataset:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """{model: run_dir} of 1-epoch runs on the tiny dataset."""
-    from ktup.training import train
+    from test_train_support import train_one_epoch_runs
 
-    root = tmp_path_factory.mktemp("serving-runs")
-    out = {}
-    for m in MODELS:
-        cfg = Config.from_dict({"model": {"model": m, "embedding_size": 8},
-                                "train": {"epochs": 1, "batch_size": 16, "kg_batch_size": 16},
-                                "eval": {"kg_eval": False}})
-        out[m] = train(cfg, dataset=make_dataset(), out=str(root / m), progress="quiet").path
-    return out
+    return train_one_epoch_runs(tmp_path_factory.mktemp("serving-runs"), MODELS, make_dataset, embedding_size=8)
 
 
 @pytest.fixture(scope="module", params=MODELS)

@@ -56,6 +56,20 @@ def tiny_config(model: str = "ktup", **train) -> Config:
     return Config.from_dict({"model": {"model": model, "embedding_size": 16}, "train": t})
 
 
+def train_one_epoch_runs(root: Path, models, make_dataset, embedding_size: int = 8) -> dict[str, str]:
+    """{model: run_dir} of 1-epoch runs (quiet, no KG evaluation) on ``make_dataset()``: the small
+    real runs that the serving, export and recommend tests load."""
+    from ktup.training import train
+
+    out = {}
+    for m in models:
+        cfg = Config.from_dict({"model": {"model": m, "embedding_size": embedding_size},
+                                "train": {"epochs": 1, "batch_size": 16, "kg_batch_size": 16},
+                                "eval": {"kg_eval": False}})
+        out[m] = train(cfg, dataset=make_dataset(), out=str(Path(root) / m), progress="quiet").path
+    return out
+
+
 def write_atomic_files(ds: KGDataset, folder: Path) -> Path:
     """The dataset as RecBole atomic files (``folder/NAME.inter|.kg|.link``), all interactions."""
     folder.mkdir(parents=True, exist_ok=True)
