@@ -151,3 +151,23 @@ def test_paths_exist_matches_explanations():
         assert got.tolist() == want
         seen += want
     assert any(seen) and not all(seen)
+
+
+def test_explain_real_ktup_with_expected_score():
+    """A hard-trained KTUP scored by the expected distance: the explanation still names the
+    argmax relation, says how the score was formed, and its score is the weighted mean of the
+    per-relation scores it lists."""
+    import torch
+
+    from ktup.models import KTUP
+
+    d = tiny_dataset()
+    torch.manual_seed(0)
+    m = KTUP(d.n_users, d.n_items, d.n_entities, d.n_relations, d.item_entity, 8, induction="hard",
+             norm="l2", inference="expected").eval()
+    x = Recommender(m, d).explain("7", "30")
+    assert x["induction"] == "hard" and x["scoring"] == "expected"
+    assert "hard induction, expected score" in x["text"]
+    weighted = sum(p["weight"] * p["score"] for p in x["preferences"])
+    assert x["score"] == pytest.approx(weighted, rel=1e-5, abs=1e-6)
+    assert x["top"]["logit"] == max(p["logit"] for p in x["preferences"])

@@ -31,6 +31,14 @@ def reference_distance(m, u: int, i: int) -> float:
     else:
         P, W = m.preference.weight, m.preference_norm.weight
     logits = P @ (uv + iv)
+    if m.scoring == "expected":                             # softmax-weighted mean of the K distances
+        a = torch.softmax(logits, 0)
+        total = 0.0
+        for k in range(P.shape[0]):
+            w = W[k] / W[k].norm() if m.unit_normals else W[k]
+            v = (uv - (w @ uv) * w) + P[k] - (iv - (w @ iv) * w)
+            total = total + a[k] * (v.abs().sum() if m.norm == "l1" else (v * v).sum())
+        return float(total)
     if m.induction == "soft":
         a = torch.softmax(logits, 0)
     else:
@@ -43,14 +51,15 @@ def reference_distance(m, u: int, i: int) -> float:
     return float(v.abs().sum() if m.norm == "l1" else (v * v).sum())
 
 
-PREF_OPTIONS = list(itertools.product(["ktup", "tup"], ["soft", "hard"], ["l1", "l2"], ["sum", "mean"], [True, False]))
+PREF_OPTIONS = list(itertools.product(["ktup", "tup"], ["soft", "hard", "expected"], ["l1", "l2"], ["sum", "mean"], [True, False]))
 
 
+@pytest.mark.parametrize("inference", ["induced", "expected"])
 @pytest.mark.parametrize("model,induction,norm,combine,unit", PREF_OPTIONS)
-def test_preference_fast_path_matches_plain_formula(model, induction, norm, combine, unit):
+def test_preference_fast_path_matches_plain_formula(model, induction, norm, combine, unit, inference):
     if model == "tup" and combine == "mean":
         pytest.skip("combine only applies to ktup")
-    m = make(model, induction=induction, norm=norm, combine=combine, unit_normals=unit)
+    m = make(model, induction=induction, norm=norm, combine=combine, unit_normals=unit, inference=inference)
     m.memory_budget_mb = 0.001                              # force many item chunks
     users = torch.arange(N_USERS)
     with torch.no_grad():
@@ -208,6 +217,47 @@ def test_hard_induction_deterministic_in_eval_noisy_in_train():
     torch.testing.assert_close(m.score_pairs(users, items), a)     # scores never use noise
     losses = {float(m.rec_loss(users, items, (items + 1) % N_ITEMS).detach()) for _ in range(5)}
     assert len(losses) > 1                                  # the training loss does
+
+
+@pytest.mark.parametrize("model", ["ktup", "tup"])
+def test_expected_induction_trains_on_the_mean_distance(model):
+    """induction=expected: the loss is deterministic even in train mode and equals BPR on the
+    softmax-weighted mean of the per-preference distances, which is also what is scored."""
+    m = make(model, induction="expected").train()
+    users, pos = torch.arange(N_USERS), torch.arange(N_USERS) % N_ITEMS
+    neg = (pos[:, None] + torch.tensor([1, 2])) % N_ITEMS            # (B, 2)
+    losses = [m.rec_loss(users, pos, neg) for _ in range(3)]
+    torch.testing.assert_close(losses[0], losses[1])
+    s_pos = m.score_pairs(users, pos)
+    s_neg = m.score_pairs(users[:, None].expand_as(neg).reshape(-1), neg.reshape(-1)).reshape(neg.shape)
+    torch.testing.assert_close(losses[0], torch.nn.functional.softplus(s_neg - s_pos[:, None]).mean())
+    ref = torch.tensor([-reference_distance(m, int(u), int(i)) for u, i in zip(users, pos)], dtype=torch.float64)
+    torch.testing.assert_close(s_pos, ref)
+    losses[0].backward()
+    assert m.preference.weight.grad.abs().sum() > 0          # the weights are learned through α
+
+
+def test_expected_inference_changes_scores_not_training():
+    """inference=expected on a hard model: same parameters, same noisy training loss, but the
+    deterministic score is the mean distance under the Gumbel-max choice (softmax α), not argmax α."""
+    hard, exp = make("ktup", induction="hard"), make("ktup", induction="hard", inference="expected")
+    users, items = torch.arange(N_USERS), torch.arange(N_USERS) % N_ITEMS
+    per_k = -hard.score_pairs_per_preference(users, items)                      # (B, K) distances
+    a = torch.softmax(hard.preference_logits(users, items), -1)
+    torch.testing.assert_close(exp.score_pairs(users, items), -(a * per_k).sum(-1))
+    torch.testing.assert_close(hard.score_pairs(users, items), -per_k.gather(1, a.argmax(1, keepdim=True))[:, 0])
+    hard.train(), exp.train()
+    torch.manual_seed(5)
+    l1 = hard.rec_loss(users, items, (items + 1) % N_ITEMS)
+    torch.manual_seed(5)
+    torch.testing.assert_close(exp.rec_loss(users, items, (items + 1) % N_ITEMS), l1)
+
+
+def test_unknown_induction_or_inference_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.induction"):
+        make("tup", induction="sampled")
+    with pytest.raises(ConfigError, match="model.inference"):
+        make("ktup", inference="mode")
 
 
 def test_transe_constrain_renormalises_entities():

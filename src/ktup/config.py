@@ -37,7 +37,8 @@ class DataConfig:
 class ModelConfig:
     model: str = "ktup"               # ktup | tup | transh | transe | bpr
     embedding_size: int = 64
-    induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft
+    induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft | expected
+    inference: str = "induced"        # induced (as trained: argmax for hard) | expected (softmax-weighted mean of the K distances)
     norm: str = "l2"                  # l1 | l2 (squared L2); l2 tuned best on ml-100k (benchmarks/tuning)
     combine: str = "sum"              # sum (paper) | mean (authors' code, RecBole)
     unit_normals: bool = True         # normalise hyperplane normals (spec); False = authors/RecBole
@@ -47,6 +48,7 @@ class ModelConfig:
     kg_constraint_weight: float = 0.01  # weight of TransH orthogonality + entity norm constraints
     gumbel_temperature: float = 1.0
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
+    user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
 
 
@@ -168,7 +170,8 @@ class Config:
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
         _choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
-        _choice("model.induction", m.induction, ("soft", "hard"))
+        _choice("model.induction", m.induction, ("soft", "hard", "expected"))
+        _choice("model.inference", m.inference, ("induced", "expected"))
         _choice("model.norm", m.norm, ("l1", "l2"))
         _choice("model.combine", m.combine, ("sum", "mean"))
         _choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
@@ -190,6 +193,7 @@ class Config:
         _nonneg("data.k_core", dc.k_core)
         _nonneg("model.num_preferences", m.num_preferences)
         _nonneg("model.max_norm", m.max_norm)
+        _nonneg("model.user_max_norm", m.user_max_norm)
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)

@@ -101,6 +101,7 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
         "title": d.item_title(i),
         "model": rec.model_name,
         "induction": induction,
+        "scoring": str(getattr(model, "scoring", induction)),
         "score": score,
         "top": top,
         "preferences": prefs,
@@ -198,7 +199,10 @@ def format_explanation(x: dict) -> str:
     rel = top["relation_name"]
     lines = [f"{what} for user {x['user']}: score {x['score']:.4f}"]
     reason = f"Recommended for its {rel}" if top["relation"] is not None else f"Induced {rel}"
-    reason += f" (weight {top['weight']:.2f}, {x['induction']} induction"
+    how = f"{x['induction']} induction"
+    if x.get("scoring", x["induction"]) != x["induction"]:
+        how += f", {x['scoring']} score"
+    reason += f" (weight {top['weight']:.2f}, {how}"
     if top["relation"] is not None:
         reason += f", relation {top['relation']}"
     lines.append(reason + ").")

@@ -16,7 +16,7 @@ own KTUP, so use the ``run_recbole`` below, which takes the class)::
 RecBole's config keys for KTUP keep their meaning (``embedding_size``, ``L1_flag`` → L1 vs
 squared L2, ``use_st_gumbel`` → hard vs soft induction, ``margin``, ``kg_weight``,
 ``align_weight``); ``ktup_*`` keys reach our options and win over them: ``ktup_induction``
-(soft|hard), ``ktup_norm`` (l1|l2), ``ktup_combine`` (sum|mean), ``ktup_unit_normals``,
+(soft|hard|expected), ``ktup_inference`` (induced|expected), ``ktup_norm`` (l1|l2), ``ktup_combine`` (sum|mean), ``ktup_unit_normals``,
 ``ktup_align_loss``, ``ktup_kg_constraint_weight``, ``ktup_gumbel_temperature``.
 
 Id spaces: RecBole's ``KnowledgeBasedDataset`` remaps items and entities into one space, so a
@@ -116,7 +116,7 @@ def _choice(config, key: str, allowed: tuple[str, ...], default: str) -> str:
     return str(value)
 
 
-OUR_KEYS = ("ktup_induction", "ktup_norm", "ktup_combine", "ktup_unit_normals", "ktup_align_loss",
+OUR_KEYS = ("ktup_induction", "ktup_inference", "ktup_norm", "ktup_combine", "ktup_unit_normals", "ktup_align_loss",
             "ktup_kg_constraint_weight", "ktup_gumbel_temperature")
 
 
@@ -140,7 +140,8 @@ def model_options(config) -> dict[str, Any]:
         return default if value is None else float(value)
 
     return {
-        "induction": _choice(config, "ktup_induction", ("soft", "hard"), induction_default),
+        "induction": _choice(config, "ktup_induction", ("soft", "hard", "expected"), induction_default),
+        "inference": _choice(config, "ktup_inference", ("induced", "expected"), "induced"),
         "norm": _choice(config, "ktup_norm", ("l1", "l2"), norm_default),
         "combine": _choice(config, "ktup_combine", ("sum", "mean"), "sum"),
         "unit_normals": flag("ktup_unit_normals", True),

@@ -68,9 +68,19 @@ def preference_pair_distance(
 def preference_distance_per_k(
     u: torch.Tensor, i: torch.Tensor, P: torch.Tensor, W: torch.Tensor, norm: str, unit_normals: bool
 ) -> torch.Tensor:
-    """(B, K): the pair's distance if preference k were the induced one. u, i: (B, d)."""
-    w_hat = normal(W, unit_normals)[None]                   # (1, K, d)
-    return distance(project(u[:, None], w_hat) + P[None] - project(i[:, None], w_hat), norm)
+    """(..., K): the pair's distance if preference k were the induced one. u, i: (..., d),
+    broadcastable against each other."""
+    w_hat = normal(W, unit_normals)                         # (K, d)
+    return distance(project(u[..., None, :], w_hat) + P - project(i[..., None, :], w_hat), norm)
+
+
+def preference_pair_expected_distance(
+    u: torch.Tensor, i: torch.Tensor, P: torch.Tensor, W: torch.Tensor, norm: str, unit_normals: bool
+) -> torch.Tensor:
+    """``E_k f_k(u, ĩ)`` with ``k ~ softmax(α)``, α = (u + ĩ)·p̃ — the distance a hard
+    (Gumbel-max) induction gives on average: P(argmax(α + g) = k) = softmax(α)_k. (...)."""
+    a = torch.softmax((u + i) @ P.T, dim=-1)                # (..., K)
+    return (a * preference_distance_per_k(u, i, P, W, norm, unit_normals)).sum(-1)
 
 
 # ------------------------------------------------------------------ users × items (fast)
@@ -79,9 +89,12 @@ def preference_distance_all(
     induction: str, norm: str, unit_normals: bool, budget_mb: float = 256.0,
 ) -> torch.Tensor:
     """(B, N) distances of users U (B, d) to items I (N, d) through preferences P, W (K, d) (raw
-    normals), deterministic induction (argmax for hard, softmax for soft), chunked over items."""
+    normals), deterministic induction (``hard``: argmax; ``soft``: softmax-mixed preference;
+    ``expected``: softmax-weighted mean of the K distances), chunked over items."""
     out = U.new_empty((U.shape[0], I.shape[0]))
-    if norm == "l2" and induction == "hard":
+    if induction == "expected":
+        _expected(U, I, P, normal(W, unit_normals), norm, out, budget_mb)
+    elif norm == "l2" and induction == "hard":
         _l2_hard(U, I, P, normal(W, unit_normals), out, budget_mb)
     elif norm == "l2":
         _l2_soft(U, I, P, W, unit_normals, out, budget_mb)
@@ -104,6 +117,33 @@ def _l2_hard(U, I, P, Wn, out, budget_mb) -> None:
         sq = (uu[:, None] + ii[None, sl] - 2 * (U @ I[sl].T) + pp[k]
               + 2 * up.gather(1, k) - 2 * ipt.gather(0, k))  # ‖y + p_k‖²
         out[:, sl] = sq - 2 * s * (s + wp[k]) + s * s * ww[k]
+
+
+def _expected(U, I, P, Wn, norm, out, budget_mb) -> None:
+    """``Σ_k softmax(α)_k f_k``. Squared L2: every f_k from per-(user, k), per-(item, k) and per-k
+    tables plus one ``U Iᵀ`` product, (B, n, K) at a time; L1: the (B, n, K, d) differences,
+    chunked to the budget (K times the hard path's work)."""
+    B, N, K, d = U.shape[0], I.shape[0], P.shape[0], U.shape[1]
+    up, ip = U @ P.T, I @ P.T                               # (B, K), (N, K)
+    uw, iw = U @ Wn.T, I @ Wn.T                             # (B, K), (N, K)
+    if norm == "l2":
+        uu, ii = (U * U).sum(-1), (I * I).sum(-1)
+        pp, wp, ww = (P * P).sum(-1), (Wn * P).sum(-1), (Wn * Wn).sum(-1)
+        for sl in column_chunks(B, N, 4 * K + 4, budget_mb):
+            a = torch.softmax(up[:, None, :] + ip[None, sl, :], dim=-1)   # (B, n, K)
+            s = uw[:, None, :] - iw[None, sl, :]                          # ŵ_k·y
+            f = (uu[:, None] + ii[None, sl] - 2 * (U @ I[sl].T))[..., None] + pp \
+                + 2 * (up[:, None, :] - ip[None, sl, :])                  # ‖y + p_k‖²
+            f -= 2 * s * (s + wp) - s * s * ww
+            out[:, sl] = (a * f).sum(-1)
+        return
+    Up = U[:, None, :] - uw[..., None] * Wn                 # (B, K, d) u on each hyperplane, + p_k
+    Up += P
+    Ip = I[:, None, :] - iw[..., None] * Wn                 # (N, K, d)
+    for sl in column_chunks(B, N, 2 * K * d + 2 * K, budget_mb):
+        a = torch.softmax(up[:, None, :] + ip[None, sl, :], dim=-1)
+        f = torch.linalg.vector_norm(Up[:, None] - Ip[None, sl], 1, dim=-1)   # (B, n, K)
+        out[:, sl] = (a * f).sum(-1)
 
 
 def _l2_soft(U, I, P, W, unit_normals, out, budget_mb) -> None:

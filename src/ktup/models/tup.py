@@ -23,7 +23,11 @@ from ktup.models.scoring import (
     preference_distance_all,
     preference_distance_per_k,
     preference_pair_distance,
+    preference_pair_expected_distance,
 )
+
+INDUCTIONS = ("soft", "hard", "expected")
+INFERENCES = ("induced", "expected")
 
 
 class TUP(RecBoleInterface, Model):
@@ -36,15 +40,22 @@ class TUP(RecBoleInterface, Model):
 
     def __init__(self, n_users: int, n_items: int, num_preferences: int, embedding_size: int = 64, *,
                  induction: str = "soft", norm: str = "l1", unit_normals: bool = True,
-                 gumbel_temperature: float = 1.0, max_norm: float = 0.0, item_bias: bool = False):
+                 gumbel_temperature: float = 1.0, max_norm: float = 0.0, item_bias: bool = False,
+                 inference: str = "induced", user_max_norm: float = 0.0):
         super().__init__()
         if num_preferences <= 0:
             raise ConfigError(f"model.num_preferences: must be > 0, got {num_preferences}")
+        if induction not in INDUCTIONS:
+            raise ConfigError(f"model.induction: must be one of {', '.join(INDUCTIONS)}, got {induction!r}")
+        if inference not in INFERENCES:
+            raise ConfigError(f"model.inference: must be one of {', '.join(INFERENCES)}, got {inference!r}")
         self.n_users, self.n_items, self.embedding_size = n_users, n_items, embedding_size
         self.num_preferences = num_preferences
         self.induction, self.norm, self.unit_normals = induction, norm, unit_normals
+        self.inference = inference
         self.gumbel_temperature = gumbel_temperature
         self.max_norm = float(max_norm)   # > 0: unit-ball style clip of user/item(/entity) rows
+        self.user_max_norm = float(user_max_norm) or self.max_norm   # users' own radius (0 = max_norm)
         self.memory_budget_mb = 256.0   # bound on the temporaries of score_all_items
         self.user = nn.Embedding(n_users, embedding_size)
         self.item = nn.Embedding(n_items, embedding_size)
@@ -73,7 +84,15 @@ class TUP(RecBoleInterface, Model):
         return cls(dataset.n_users, dataset.n_items, k, config.embedding_size, induction=config.induction,
                    norm=config.norm, unit_normals=config.unit_normals,
                    gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
-                   item_bias=getattr(config, "item_bias", False))
+                   item_bias=getattr(config, "item_bias", False), inference=getattr(config, "inference", "induced"),
+                   user_max_norm=getattr(config, "user_max_norm", 0.0))
+
+    @property
+    def scoring(self) -> str:
+        """How deterministic scores induce the preference: ``hard`` (argmax α), ``soft`` (the
+        softmax-mixed preference) or ``expected`` (the softmax-weighted mean of the K distances,
+        i.e. the mean distance under hard induction's Gumbel-max sampling)."""
+        return "expected" if "expected" in (self.induction, self.inference) else self.induction
 
     def constrain_(self) -> None:
         """With ``max_norm > 0``: rescale user and item rows longer than it back onto the ball.
@@ -86,14 +105,15 @@ class TUP(RecBoleInterface, Model):
             return
         with torch.no_grad():
             for name in names:
+                limit = self.user_max_norm if name == "user" else self.max_norm
                 w = getattr(self, name).weight
                 g = w.grad
                 if g is not None and g.is_sparse:   # sparse steps: only touched rows can have grown
                     rows = g.coalesce().indices()[0]
                     v = w.index_select(0, rows)
-                    w.index_copy_(0, rows, v * (self.max_norm / v.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
+                    w.index_copy_(0, rows, v * (limit / v.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
                 else:
-                    w.mul_((self.max_norm / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
+                    w.mul_((limit / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
 
     # ------------------------------------------------------------ the tables
     @property
@@ -113,7 +133,7 @@ class TUP(RecBoleInterface, Model):
     def _weights(self, logits: torch.Tensor, noisy: bool) -> torch.Tensor:
         """Preference weights (..., K): softmax (soft); ST-Gumbel one-hot when ``noisy`` and
         hard; plain argmax one-hot otherwise (deterministic inference)."""
-        if self.induction == "soft":
+        if self.induction in ("soft", "expected"):
             return torch.softmax(logits, dim=-1)
         if noisy:
             return fn.st_gumbel_softmax(logits, self.gumbel_temperature)
@@ -124,9 +144,12 @@ class TUP(RecBoleInterface, Model):
         return self._pair_vec(self.user(self._ids(users)), self.item_vectors(items), noisy)
 
     def _pair_vec(self, u: torch.Tensor, i: torch.Tensor, noisy: bool):
-        """(u, ĩ, weights, distance) of already gathered (broadcastable) rows (..., d)."""
+        """(u, ĩ, weights, distance) of already gathered (broadcastable) rows (..., d).
+        Deterministic calls (``noisy`` False) use :attr:`scoring`; noisy ones the training induction."""
         P, W = self.preference_tables()
         a = self._weights((u + i) @ P.T, noisy)
+        if self.induction == "expected" or (not noisy and self.scoring == "expected"):
+            return u, i, a, preference_pair_expected_distance(u, i, P, W, self.norm, self.unit_normals)
         return u, i, a, preference_pair_distance(u, i, a, P, W, self.norm, self.unit_normals)
 
     def preference_logits(self, users, items) -> torch.Tensor:
@@ -165,7 +188,7 @@ class TUP(RecBoleInterface, Model):
         P, W = self.preference_tables()
         U = self.user(self._ids(users))
         I = self.item_vectors(None if items is None else self._ids(items))
-        dist = preference_distance_all(U, I, P, W, induction=self.induction, norm=self.norm,
+        dist = preference_distance_all(U, I, P, W, induction=self.scoring, norm=self.norm,
                                        unit_normals=self.unit_normals, budget_mb=self.memory_budget_mb)
         return self._item_bias(None if items is None else self._ids(items)) - dist
 
@@ -213,12 +236,12 @@ class KTUP(KGScoringMixin, TUP):
                  induction: str = "soft", norm: str = "l1", combine: str = "sum", unit_normals: bool = True,
                  align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
                  gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0,
-                 item_bias: bool = False):
+                 item_bias: bool = False, inference: str = "induced", user_max_norm: float = 0.0):
         if n_relations <= 0:
             raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
         super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
                          unit_normals=unit_normals, gumbel_temperature=gumbel_temperature, max_norm=max_norm,
-                         item_bias=item_bias)
+                         item_bias=item_bias, inference=inference, user_max_norm=user_max_norm)
         self.n_entities, self.n_relations, self.combine = n_entities, n_relations, combine
         self.use_align_loss, self.align_weight = align_loss, align_weight
         self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
@@ -243,7 +266,8 @@ class KTUP(KGScoringMixin, TUP):
                    combine=config.combine, unit_normals=config.unit_normals, align_loss=config.align_loss,
                    margin=config.margin, kg_constraint_weight=config.kg_constraint_weight,
                    gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
-                   item_bias=getattr(config, "item_bias", False))
+                   item_bias=getattr(config, "item_bias", False), inference=getattr(config, "inference", "induced"),
+                   user_max_norm=getattr(config, "user_max_norm", 0.0))
 
     @property
     def preference_relation(self) -> list[int]:
