@@ -13,15 +13,20 @@ from ktup.models.recbole_api import alignLoss, align_loss, orthogonalLoss, ortho
 from _model_fakes import D, N_ITEMS, N_USERS, make
 
 
+@pytest.mark.parametrize("inference", ["induced", "expected"])
 @pytest.mark.parametrize("induction,norm", [("soft", "l1"), ("hard", "l2"), ("hard", "l1")])
-def test_forward_predict_full_sort_agree(induction, norm):
-    m = make("ktup", induction=induction, norm=norm)
+def test_forward_predict_full_sort_agree(induction, norm, inference):
+    m = make("ktup", induction=induction, norm=norm, inference=inference)
     users, items = torch.tensor([0, 3, 6]), torch.tensor([1, 4, 22])
     pu, p, pi = m(users, items)                         # nn.Module call → forward
     assert pu.shape == p.shape == pi.shape == (3, D)
     dist = fn.distance(pu + p - pi, norm)
     inter = {"user_id": users, "item_id": items}
-    torch.testing.assert_close(m.predict(inter), -dist)
+    if m.scoring == "expected":                         # forward is the argmax preference's geometry
+        k = m.preference_logits(users, items).argmax(1, keepdim=True)
+        torch.testing.assert_close(-m.score_pairs_per_preference(users, items).gather(1, k)[:, 0], dist)
+    else:
+        torch.testing.assert_close(m.predict(inter), -dist)
     torch.testing.assert_close(m.predict(inter), m.score_pairs(users, items))
     full = m.full_sort_predict({"user_id": users})
     assert full.shape == (3 * N_ITEMS,)

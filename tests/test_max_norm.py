@@ -57,3 +57,18 @@ def test_config_key_and_validation():
     assert cfg.model.max_norm == 0.0
     with pytest.raises(ConfigError, match="max_norm"):
         Config().apply_overrides(["max_norm=-1"])
+
+
+def test_user_max_norm_gives_users_their_own_radius():
+    torch.manual_seed(0)
+    m = KTUP(6, 5, 7, 2, np.array([0, 1, 2, -1, 3]), 4, norm="l2", max_norm=1.0, user_max_norm=0.5)
+    with torch.no_grad():
+        for t in (m.user.weight, m.item.weight, m.entity.weight[:-1]):
+            t.mul_(5.0)
+    m.constrain_()
+    assert torch.allclose(m.user.weight.norm(dim=1), torch.full((6,), 0.5))
+    assert torch.allclose(m.item.weight.norm(dim=1), torch.ones(5))
+    assert torch.allclose(m.entity.weight[:-1].norm(dim=1), torch.ones(7))
+    cfg = Config()
+    with pytest.raises(ConfigError, match="model.user_max_norm"):
+        cfg.apply_overrides(["user_max_norm=-1"]).validate()

@@ -89,8 +89,9 @@ def test_fast_path_float32_close(induction, norm):
 
 @pytest.mark.parametrize("model", ["ktup", "tup"])
 @pytest.mark.parametrize("induction,norm,unit", itertools.product(["soft", "hard"], ["l1", "l2"], [True, False]))
-def test_per_preference_scores_and_logits(model, induction, norm, unit):
-    m = make(model, induction=induction, norm=norm, unit_normals=unit)
+@pytest.mark.parametrize("inference", ["induced", "expected"])
+def test_per_preference_scores_and_logits(model, induction, norm, unit, inference):
+    m = make(model, induction=induction, norm=norm, unit_normals=unit, inference=inference)
     users, items = torch.tensor([0, 1, 6, 6]), torch.tensor([2, 0, 4, 22])
     with torch.no_grad():
         per_k = m.score_pairs_per_preference(users, items)
@@ -98,8 +99,10 @@ def test_per_preference_scores_and_logits(model, induction, norm, unit):
         s = m.score_pairs(users, items)
     K = m.num_preferences
     assert per_k.shape == (4, K) and logits.shape == (4, K)
-    if induction == "hard":                                 # the induced preference's score is the pair's score
+    if m.scoring == "hard":                                 # the induced preference's score is the pair's score
         torch.testing.assert_close(per_k.gather(1, logits.argmax(1, keepdim=True))[:, 0], s)
+    elif m.scoring == "expected":                           # the softmax(α)-weighted mean of the columns
+        torch.testing.assert_close((torch.softmax(logits, 1) * per_k).sum(1), s)
     # column k is the plain formula with preference k forced
     P, W = m.preference_tables()
     for k in (0, K - 1):
@@ -177,15 +180,15 @@ def test_rec_loss_is_bpr_of_scores():
 
 
 def test_kg_loss_margin_and_constraints():
-    m = make("transh", kg_constraint_weight=0.0)
+    m = make("transh", kg_constraint_weight=0.0, margin=1.5)
     h, r, t = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3])
     nh, nt = torch.tensor([0, 7]), torch.tensor([9, 3])
     pos, neg = -m.score_triples(h, r, t), -m.score_triples(nh, r, nt)
-    torch.testing.assert_close(m.kg_loss(h, r, t, nh, nt), torch.relu(pos - neg + 1.0).mean())
+    torch.testing.assert_close(m.kg_loss(h, r, t, nh, nt), torch.relu(pos - neg + 1.5).mean())
     m.kg_constraint_weight = 0.5
     ents = m.entity.weight[torch.cat([h, t, nh, nt])]
     cons = fn.orthogonal_loss(m.relation.weight[r], m.relation_norm.weight[r]) + fn.entity_norm_loss(ents)
-    torch.testing.assert_close(m.kg_loss(h, r, t, nh, nt), torch.relu(pos - neg + 1.0).mean() + 0.5 * cons / 2)
+    torch.testing.assert_close(m.kg_loss(h, r, t, nh, nt), torch.relu(pos - neg + 1.5).mean() + 0.5 * cons / 2)
     # several negatives per triple
     loss = m.kg_loss(h, r, t, torch.stack([nh, h], 1), torch.stack([nt, torch.tensor([5, 6])], 1))
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -240,7 +243,7 @@ def test_expected_induction_trains_on_the_mean_distance(model):
 def test_expected_inference_changes_scores_not_training():
     """inference=expected on a hard model: same parameters, same noisy training loss, but the
     deterministic score is the mean distance under the Gumbel-max choice (softmax α), not argmax α."""
-    hard, exp = make("ktup", induction="hard"), make("ktup", induction="hard", inference="expected")
+    hard, exp = make("ktup", induction="hard", inference="induced"), make("ktup", induction="hard", inference="expected")
     users, items = torch.arange(N_USERS), torch.arange(N_USERS) % N_ITEMS
     per_k = -hard.score_pairs_per_preference(users, items)                      # (B, K) distances
     a = torch.softmax(hard.preference_logits(users, items), -1)

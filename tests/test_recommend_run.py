@@ -91,3 +91,29 @@ def test_quickstart_on_synthetic(tmp_path, capsys):
     assert "protocol recbole" in text and "Top-10 for user" in text and "Why the first one" in text
     assert main(["quickstart", "--out", str(out)]) == 0          # a finished run is reused
     assert "Reusing the finished run" in capsys.readouterr().out
+
+
+def test_run_saved_before_inference_existed_keeps_its_argmax_scores(ktup_run, tmp_path):
+    """A run whose config.yaml predates model.inference was trained and evaluated with argmax
+    scoring: loading it must reproduce that, not switch to today's default (expected)."""
+    import shutil
+
+    from ktup.training.runs import load_run
+
+    new = load_run(ktup_run)
+    assert new.config.model.inference == "expected" and new.model.scoring == "expected"
+    old_dir = tmp_path / "old"
+    shutil.copytree(ktup_run, old_dir)
+    cfg = old_dir / "config.yaml"
+    lines = cfg.read_text().splitlines()
+    cfg.write_text("\n".join(x for x in lines if not x.strip().startswith("inference:")) + "\n")
+    old = load_run(old_dir)
+    assert old.config.model.inference == "induced" and old.model.scoring == "hard"
+    users, items = torch.arange(5), torch.arange(5)
+    with torch.no_grad():
+        k = old.model.preference_logits(users, items).argmax(1, keepdim=True)
+        per_k = old.model.score_pairs_per_preference(users, items)
+        torch.testing.assert_close(old.model.score_pairs(users, items), per_k.gather(1, k)[:, 0])
+    # a user's own config file without the key gets today's default
+    assert Config.from_dict({"model": {"model": "ktup"}}).model.inference == "expected"
+    assert Config.from_dict({"model": {"model": "ktup"}}, saved=True).model.inference == "induced"

@@ -54,7 +54,10 @@ class RecBoleInterface:
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(u⊥ (B, d), p* (B, d), ĩ⊥ (B, d))``: the projected user, the induced preference vector and
         the projected item, so that ``f = ‖u⊥ + p* − ĩ⊥‖``. Hard induction samples ST-Gumbel in
-        train mode and takes the argmax in eval mode, like ``rec_loss`` and ``score_pairs``."""
+        train mode and takes the argmax in eval mode, like ``rec_loss``. ``predict`` equals
+        ``−f`` of these in eval mode unless the model scores by the expected distance
+        (``inference=expected``, the default for hard induction): then it is the
+        ``softmax(α)``-weighted mean of the K preferences' distances."""
         P, W = self.preference_tables()
         u = self.user(torch.as_tensor(user, dtype=torch.long))
         i = self.item_vectors(torch.as_tensor(item, dtype=torch.long))

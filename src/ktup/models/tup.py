@@ -91,8 +91,11 @@ class TUP(RecBoleInterface, Model):
     def scoring(self) -> str:
         """How deterministic scores induce the preference: ``hard`` (argmax α), ``soft`` (the
         softmax-mixed preference) or ``expected`` (the softmax-weighted mean of the K distances,
-        i.e. the mean distance under hard induction's Gumbel-max sampling)."""
-        return "expected" if "expected" in (self.induction, self.inference) else self.induction
+        i.e. the mean distance under hard induction's Gumbel-max sampling). ``inference`` only
+        changes hard models."""
+        if self.induction == "expected" or (self.induction == "hard" and self.inference == "expected"):
+            return "expected"
+        return self.induction   # soft induction is deterministic already: scored as trained
 
     def constrain_(self) -> None:
         """With ``max_norm > 0``: rescale user and item rows longer than it back onto the ball.

@@ -283,7 +283,7 @@ def load_export(path: str | os.PathLike, device: str = "cpu"):
         meta={**(cat.get("meta") or {}), "export": str(folder.resolve())},
     )
     try:
-        config = Config.from_dict(manifest["config"])
+        config = Config.from_dict(manifest["config"], saved=True)
     except (KeyError, TypeError):
         raise RunError(f"{folder / 'model.json'}: no usable model config") from None
     model = build_model(config.model, dataset)

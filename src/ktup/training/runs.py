@@ -168,7 +168,7 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 def read_config(run_dir: Path) -> Config:
     try:
-        return Config.from_yaml(run_dir / "config.yaml")
+        return Config.from_yaml(run_dir / "config.yaml", saved=True)
     except ConfigError as e:
         raise RunError(f"{run_dir / 'config.yaml'}: {e}") from None
 
