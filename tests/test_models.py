@@ -376,3 +376,19 @@ def test_edge_shapes(induction, norm):
     tup2.load_state_dict(tup.state_dict())
     users = torch.arange(N_USERS)
     torch.testing.assert_close(tup.score_all_items(users), tup2.score_all_items(users))
+
+
+def test_expected_fast_path_survives_extreme_logits():
+    """The L2 expected path factorises softmax(α) into per-user and per-item exponentials; with
+    logit spreads far beyond float32's exponent range the normaliser underflows and those pairs
+    must fall back to the direct formula instead of returning inf/NaN."""
+    m = make("ktup", induction="hard", norm="l2", inference="expected").float()
+    with torch.no_grad():
+        m.preference.weight.mul_(400.0)                     # logits spread over hundreds
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        full = m.score_all_items(users)
+        uu, ii = torch.meshgrid(users, torch.arange(N_ITEMS), indexing="ij")
+        pairs = m.score_pairs(uu.reshape(-1), ii.reshape(-1)).reshape(N_USERS, N_ITEMS)
+    assert torch.isfinite(full).all()
+    torch.testing.assert_close(full, pairs, rtol=1e-4, atol=1e-2)

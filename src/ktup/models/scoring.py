@@ -120,8 +120,11 @@ def _l2_hard(U, I, P, Wn, out, budget_mb) -> None:
 
 
 def _expected(U, I, P, Wn, norm, out, budget_mb) -> None:
-    """``Σ_k softmax(α)_k f_k``. Squared L2: every f_k from per-(user, k), per-(item, k) and per-k
-    tables plus one ``U Iᵀ`` product, (B, n, K) at a time; L1: the (B, n, K, d) differences,
+    """``Σ_k softmax(α)_k f_k``. Squared L2 separates: with ``s_k = ŵ_k·y``, ``y = u − ĩ``,
+    ``f_k = ‖y‖² + A_k(u) + B_k(ĩ) − 2 c_k (ŵ_k·u)(ŵ_k·ĩ)`` (``c_k = ‖ŵ_k‖² − 2``), and
+    ``softmax(α)_k ∝ e^{u·p̃_k} e^{ĩ·p̃_k}``, so the weighted sum is a ratio of (B × K) @ (K × n)
+    matrix products — no (B, n, K) tensor, cheaper than the argmax path. Pairs whose normaliser
+    underflows (logit spreads of ~80+) are recomputed directly. L1: the (B, n, K, d) differences,
     chunked to the budget (K times the hard path's work)."""
     B, N, K, d = U.shape[0], I.shape[0], P.shape[0], U.shape[1]
     up, ip = U @ P.T, I @ P.T                               # (B, K), (N, K)
@@ -129,13 +132,29 @@ def _expected(U, I, P, Wn, norm, out, budget_mb) -> None:
     if norm == "l2":
         uu, ii = (U * U).sum(-1), (I * I).sum(-1)
         pp, wp, ww = (P * P).sum(-1), (Wn * P).sum(-1), (Wn * Wn).sum(-1)
-        for sl in column_chunks(B, N, 4 * K + 4, budget_mb):
-            a = torch.softmax(up[:, None, :] + ip[None, sl, :], dim=-1)   # (B, n, K)
-            s = uw[:, None, :] - iw[None, sl, :]                          # ŵ_k·y
-            f = (uu[:, None] + ii[None, sl] - 2 * (U @ I[sl].T))[..., None] + pp \
-                + 2 * (up[:, None, :] - ip[None, sl, :])                  # ‖y + p_k‖²
-            f -= 2 * s * (s + wp) - s * s * ww
-            out[:, sl] = (a * f).sum(-1)
+        c = ww - 2
+        A = pp + 2 * up + c * uw * uw - 2 * wp * uw         # (B, K)
+        Bi = -2 * ip + c * iw * iw + 2 * wp * iw            # (N, K)
+        Eu = torch.exp(up - up.max(1, keepdim=True).values)   # (B, K) in (0, 1]
+        Ei = torch.exp(ip - ip.max(1, keepdim=True).values)   # (N, K)
+        left = torch.cat([Eu * A, Eu, -2 * c * Eu * uw, Eu], 1)             # (B, 4K)
+        right = torch.cat([Ei, Ei * Bi, Ei * iw], 1)                        # (N, 3K)
+        tiny = torch.finfo(U.dtype).tiny * 1e6
+        for sl in column_chunks(B, N, 4, budget_mb):
+            R = right[sl]
+            num = left[:, :K] @ R[:, :K].T + left[:, K:2 * K] @ R[:, K:2 * K].T \
+                + left[:, 2 * K:3 * K] @ R[:, 2 * K:].T
+            Z = left[:, 3 * K:] @ R[:, :K].T                # (B, n) softmax normaliser (scaled)
+            res = uu[:, None] + ii[None, sl] - 2 * (U @ I[sl].T) + num / Z.clamp_min(tiny)
+            bad = Z < tiny
+            if bad.any():                                   # extreme logits: the direct formula
+                rows = bad.any(1).nonzero()[:, 0]
+                a = torch.softmax(up[rows, None, :] + ip[None, sl, :], dim=-1)
+                sk = uw[rows, None, :] - iw[None, sl, :]
+                f = (uu[rows, None] + ii[None, sl] - 2 * (U[rows] @ I[sl].T))[..., None] + pp \
+                    + 2 * (up[rows, None, :] - ip[None, sl, :]) - 2 * sk * (sk + wp) + sk * sk * ww
+                res[rows] = (a * f).sum(-1)
+            out[:, sl] = res
         return
     Up = U[:, None, :] - uw[..., None] * Wn                 # (B, K, d) u on each hyperplane, + p_k
     Up += P
