@@ -4,12 +4,13 @@
     python benchmarks/quality.py --quick               # smoke: 1 seed, 3 epochs each (~3 min)
     python benchmarks/quality.py --models bpr ktup --seeds 2020 2021 2022 --epochs 40
 
-Expected time on 2 CPU cores (measured 2026-11-28, torch 2.x, embedding 64, shipped defaults):
-per seed bpr ~1 min, tup ~2.5 min, transh ~1.5-3 min, ktup ~2.5-6 min (s/epoch: bpr 1, tup 3,
-transh 2-4, ktup 2-3 when the machine is idle, 7-12 when shared). A full run (4 models x 3 seeds)
-takes ~25 min idle and up to ~45 min on a loaded machine; ``--quick`` (1 seed, 3 epochs each)
-~3 min. Every model is capped in epochs (``SETTINGS``; ``--epochs N`` caps all at N), so the time
-is bounded: at most about 3 seeds x (150 x 1 + 40 x 3 + 30 x 4 + 40 x 12) s plus evaluations.
+Expected time on 2 CPU cores (measured 2026-11-28, torch 2.13, embedding 64, shipped defaults,
+one torch thread per process): per seed bpr ~0.7 min, tup ~2 min, transh ~0.7 min, ktup ~4 min
+(s/epoch: bpr 0.5, tup 1.2, transh 1.0, ktup 2.3; best epochs at the shipped lr 1e-3: ktup 72-84,
+bpr 63-82). A full run (4 models x 3 seeds) takes ~25 min in one process, ~15 min as two parallel
+groups; ``--quick`` (1 seed, 3 epochs each) ~1 min. Every model is capped in epochs
+(``SETTINGS``; ``--epochs N`` caps all at N), so the time is bounded: at most about
+3 seeds x (200 x 0.5 + 150 x 1.2 + 30 x 1 + 150 x 2.3) s plus evaluations.
 Run model groups in parallel with ``--tag`` and combine them with ``--merge``.
 
 Protocol: ``recbole`` (docs/PROTOCOLS.md): full ranking over all items, train (+valid at test
@@ -18,8 +19,8 @@ Recommendation models are selected on valid NDCG@10; transh on valid link-predic
 reported with filtered test link-prediction MRR / Hits@10 instead of ranking metrics.
 
 ``ktup`` and ``tup`` use the defaults ``ktup train`` ships (src/ktup/config.py) except the epoch cap
-and evaluation cadence (``SETTINGS``: they bound the time; best epochs were 14-22, well inside the
-cap). bpr uses its own best of the same tuning budget (benchmarks/tuning/RESULTS.md). KG link
+and evaluation cadence (``SETTINGS``: they bound the time; best epochs were 60-84, inside the
+150-epoch cap). bpr uses its own best of the same tuning budget (benchmarks/tuning/RESULTS.md). KG link
 prediction (transh, ktup) is filtered, on a fixed random 1,000 of the valid/test triples (``kg_eval_max_triples``).
 Writes ``benchmarks/results/quality-<date>.json`` (every run, means, std, versions, the exact
 command) and ``quality-<date>.png`` (bar chart with the seed-to-seed std as error bars).
@@ -49,12 +50,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: Per-model settings on top of the shipped defaults (tuned on valid NDCG@10; see
 #: benchmarks/tuning/RESULTS.md). ktup is deliberately empty: it runs on the defaults.
 SETTINGS: dict[str, dict[str, object]] = {
-    # bpr's own best of its 31 trials (lr 2e-3, L2 3e-5, 8 negatives, batch 512; 3-seed valid)
-    "bpr": {"lr": 2e-3, "weight_decay": 3e-5, "num_negatives": 8, "epochs": 150, "patience": 5, "eval_every": 1},
+    # bpr's own best of its 39 trials (lr 2e-3, L2 3e-5, 8 negatives, batch 512, patience 15; 3-seed valid)
+    "bpr": {"lr": 2e-3, "weight_decay": 3e-5, "num_negatives": 8, "epochs": 200, "patience": 15, "eval_every": 1},
     # tup and ktup: the shipped defaults; only the epoch cap / evaluation cadence bound the time
-    "tup": {"epochs": 100, "eval_every": 2, "patience": 5},
+    "tup": {"epochs": 150, "eval_every": 2, "patience": 10},
     "transh": {"epochs": 30, "eval_every": 10, "patience": 2, "kg_eval_max_triples": 1000},
-    "ktup": {"epochs": 100, "eval_every": 2, "patience": 5, "kg_eval_max_triples": 1000},
+    "ktup": {"epochs": 150, "eval_every": 2, "patience": 10, "kg_eval_max_triples": 1000},
 }
 
 

@@ -89,6 +89,13 @@ def test_quickstart_on_synthetic(tmp_path, capsys):
                  "--set", "embedding_size=8"]) == 0
     text = capsys.readouterr().out
     assert "protocol recbole" in text and "Top-10 for user" in text and "Why the first one" in text
+    from ktup.explain.quickstart import QUICK_LR
+    from ktup.training.runs import read_config
+    cfg = read_config(out)                                       # the short run's own lr; all else shipped
+    shipped = Config()
+    assert cfg.train.lr == QUICK_LR != shipped.train.lr
+    assert (cfg.model.induction, cfg.model.inference, cfg.model.margin) == \
+        (shipped.model.induction, shipped.model.inference, shipped.model.margin)
     assert main(["quickstart", "--out", str(out)]) == 0          # a finished run is reused
     assert "Reusing the finished run" in capsys.readouterr().out
 
