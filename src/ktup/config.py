@@ -90,6 +90,10 @@ class EvalConfig:
     kg_eval_max_triples: int = 0      # 0 = all test triples
 
 
+#: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
+INDUCTIONS = ("soft", "hard", "expected")
+INFERENCES = ("induced", "expected")
+
 #: Keys added after runs were first saved, with the value that reproduces a saved run whose
 #: config lacks them: its results were produced before the key (and its new default) existed.
 SAVED_COMPAT: dict[tuple[str, str], Any] = {("model", "inference"): "induced"}
@@ -186,16 +190,16 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        _choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
-        _choice("model.induction", m.induction, ("soft", "hard", "expected"))
-        _choice("model.inference", m.inference, ("induced", "expected"))
-        _choice("model.norm", m.norm, ("l1", "l2"))
-        _choice("model.combine", m.combine, ("sum", "mean"))
-        _choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
-        _choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
-        _choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
-        _choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
-        _choice("eval.protocol", e.protocol, ("recbole", "paper"))
+        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        check_choice("model.induction", m.induction, INDUCTIONS)
+        check_choice("model.inference", m.inference, INFERENCES)
+        check_choice("model.norm", m.norm, ("l1", "l2"))
+        check_choice("model.combine", m.combine, ("sum", "mean"))
+        check_choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
+        check_choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
+        check_choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
+        check_choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
+        check_choice("eval.protocol", e.protocol, ("recbole", "paper"))
         _positive("model.embedding_size", m.embedding_size)
         _positive("train.batch_size", t.batch_size)
         _positive("train.kg_batch_size", t.kg_batch_size)
@@ -217,7 +221,7 @@ class Config:
         _nonneg("train.threads", t.threads)
         _nonneg("train.sparse_auto_rows", t.sparse_auto_rows)
         _positive("train.nproc", t.nproc)
-        _choice("train.dist_backend", t.dist_backend, ("auto", "gloo", "nccl"))
+        check_choice("train.dist_backend", t.dist_backend, ("auto", "gloo", "nccl"))
         if not t.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {t.lr}")
         if not 0.0 <= t.joint_lambda <= 1.0:
@@ -326,7 +330,8 @@ def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
     return value
 
 
-def _choice(key: str, value: str, options: tuple) -> None:
+def check_choice(key: str, value: str, options: tuple) -> None:
+    """One-line ConfigError unless ``value`` is one of ``options``."""
     if value not in options:
         raise ConfigError(f"{key}: must be one of {', '.join(options)}; got {value!r}")
 

@@ -47,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without RecBole
         "for a minimal install: torch==2.13.0, then recbole==1.2.1 --no-deps and its few run-time needs)"
     ) from exc
 
+from ktup.config import INDUCTIONS, INFERENCES
 from ktup.errors import ConfigError, KtupError
 from ktup.models.tup import KTUP as _CoreKTUP
 
@@ -140,8 +141,8 @@ def model_options(config) -> dict[str, Any]:
         return default if value is None else float(value)
 
     return {
-        "induction": _choice(config, "ktup_induction", ("soft", "hard", "expected"), induction_default),
-        "inference": _choice(config, "ktup_inference", ("induced", "expected"), "induced"),
+        "induction": _choice(config, "ktup_induction", INDUCTIONS, induction_default),
+        "inference": _choice(config, "ktup_inference", INFERENCES, "induced"),
         "norm": _choice(config, "ktup_norm", ("l1", "l2"), norm_default),
         "combine": _choice(config, "ktup_combine", ("sum", "mean"), "sum"),
         "unit_normals": flag("ktup_unit_normals", True),

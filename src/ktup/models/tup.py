@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ktup.config import INDUCTIONS, INFERENCES, check_choice
 from ktup.errors import ConfigError, KtupError
 from ktup.models import functional as fn
 from ktup.models.base import Model
@@ -25,9 +26,6 @@ from ktup.models.scoring import (
     preference_pair_distance,
     preference_pair_expected_distance,
 )
-
-INDUCTIONS = ("soft", "hard", "expected")
-INFERENCES = ("induced", "expected")
 
 
 class TUP(RecBoleInterface, Model):
@@ -45,10 +43,8 @@ class TUP(RecBoleInterface, Model):
         super().__init__()
         if num_preferences <= 0:
             raise ConfigError(f"model.num_preferences: must be > 0, got {num_preferences}")
-        if induction not in INDUCTIONS:
-            raise ConfigError(f"model.induction: must be one of {', '.join(INDUCTIONS)}, got {induction!r}")
-        if inference not in INFERENCES:
-            raise ConfigError(f"model.inference: must be one of {', '.join(INFERENCES)}, got {inference!r}")
+        check_choice("model.induction", induction, INDUCTIONS)
+        check_choice("model.inference", inference, INFERENCES)
         self.n_users, self.n_items, self.embedding_size = n_users, n_items, embedding_size
         self.num_preferences = num_preferences
         self.induction, self.norm, self.unit_normals = induction, norm, unit_normals
