@@ -183,3 +183,18 @@ def test_bpr_and_export_folders_serve_the_explorer(runs, tmp_path):
         assert body["model"] == "ktup" and body["test"] is None and body["plots"] == []
         assert c.get("/users").json()["total"] == 12
         assert c.get("/run/plots/loss.png").status_code == 404
+
+
+def test_page_files_are_package_data():
+    """A non-editable install must carry the page: pyproject declares static/ as package data."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ktup.serving"]
+    static = root / "src" / "ktup" / "serving" / "static"
+    files = sorted(p.name for p in static.iterdir())
+    assert files == ["explorer.css", "explorer.html", "explorer.js"]
+    assert all(any(Path(f"static/{f}").match(pat) for pat in data) for f in files)
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(x.startswith("fastapi-offline") for x in extras["serve"]) and any(x.startswith("selenium") for x in extras["test"])
