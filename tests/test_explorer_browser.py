@@ -218,3 +218,14 @@ def test_ml100k_user_196_in_the_browser(ml100k_run, tmp_path):
         assert error_text(d) == "unknown user 'no-such-user'"
         pick(d, "196", k=0, expect=None)
         assert error_text(d) == "k: must be a positive integer, got 0"
+
+
+def test_docs_render_without_internet(runs, browser):
+    """/docs draws Swagger UI from the service's own files (this machine has no route to a CDN)."""
+    d = browser
+    with BackgroundServer(create_app(load_recommender(runs["bpr"]))) as srv:
+        d.get(srv.url + "/docs")
+        wait_for(d, lambda d: d.find_elements(*by(".swagger-ui .info .title")), what="Swagger UI")
+        assert "ktup" in d.find_element(*by(".swagger-ui .info .title")).text
+        wait_for(d, lambda d: "/users/{user_id}/recommendations" in d.find_element(*by(".swagger-ui")).text, what="the endpoints")
+        assert all(s.get_attribute("src").startswith(srv.url) for s in d.find_elements(*by("script[src]")))
