@@ -195,7 +195,9 @@ def test_ml100k_user_196_in_the_browser(ml100k_run, tmp_path):
 
         # an explanation with KG paths: its relation name and SVG edges carrying it
         xs = [(r["item"], api.get(f"/users/196/items/{r['item']}/explanation").json()["explanation"]) for r in want]
-        item, x = next((i, x) for i, x in xs if x["evidence"] and x["evidence"]["paths_found"])
+        found = [(i, x) for i, x in xs if x["evidence"] and x["evidence"]["paths_found"]]
+        assert found, "no top-10 item of user 196 has a KG path to the history"
+        item, x = found[0]
         rel = x["top"]["relation_name"]
         panel = open_why(d, item)
         assert rel in panel.find_element(*by(".exp-text")).text
