@@ -12,7 +12,8 @@ def register(sub) -> None:
                     "(the optional extra: pip install 'ktup[serve]'). Endpoints: GET /health, "
                     "GET /users/{user}/recommendations?k=10&explain=false&exclude=ID, "
                     "GET /users/{user}/items/{item}/explanation, POST /recommendations; "
-                    "the OpenAPI schema is at /openapi.json and interactive docs at /docs.",
+                    "the OpenAPI schema is at /openapi.json and interactive docs at /docs; "
+                    "the explorer page (pick a user, see the top-k and why) is at /.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  ktup serve runs/ktup-ml-100k-20250101-120000\n"
                "  curl 'http://127.0.0.1:8000/users/196/recommendations?k=5&explain=true'\n"

@@ -32,7 +32,7 @@ DEFAULT_MAX_BATCH = 1000
 def require_serve_extra() -> None:
     """Fail with one clear line when the optional ``serve`` extra is not installed."""
     missing = []
-    for mod in ("fastapi", "uvicorn"):
+    for mod in ("fastapi", "uvicorn", "fastapi_offline"):
         try:
             __import__(mod)
         except ImportError:
@@ -112,9 +112,10 @@ def create_app(recommender: Any, *, max_batch: int = DEFAULT_MAX_BATCH, title: s
     """
     require_serve_extra()
     import torch
-    from fastapi import Body, FastAPI, Path, Query, Request
+    from fastapi import Body, Path, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from fastapi_offline import FastAPIOffline  # /docs and /redoc with their assets served locally, no CDN
     from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -215,7 +216,7 @@ def create_app(recommender: Any, *, max_batch: int = DEFAULT_MAX_BATCH, title: s
         return [[{**plain(rec), "item": str(rec["item"])} for rec in per_user] for per_user in out]
 
     # ------------------------------------------------------------- the app
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         version=__version__,
         description="Recommendations explained by knowledge-graph relations (KTUP). Ids are the dataset's original tokens.",
@@ -324,6 +325,9 @@ def create_app(recommender: Any, *, max_batch: int = DEFAULT_MAX_BATCH, title: s
         recs = recommend(users, k, body.explain, body.filter_seen, exclude)
         return {"k": k, "results": [{"user": u, "recommendations": r} for u, r in zip(users, recs)]}
 
+    from ktup.serving.explorer import explorer_router
+
+    app.include_router(explorer_router(recommender, about))   # the page at / and the JSON it reads
     app.state.recommender = recommender
     app.state.max_batch = max_batch
     return app

@@ -86,7 +86,7 @@ def serve(
 
     about = describe(rec)
     print(f"ktup: serving {about['model']} on {about['dataset']} from {path} at http://{host}:{port} "
-          f"(API docs: http://{host}:{port}/docs)", file=sys.stderr, flush=True)
+          f"(explorer: http://{host}:{port}/ , API docs: http://{host}:{port}/docs)", file=sys.stderr, flush=True)
     if workers == 1:
         app = create_app(rec, max_batch=max_batch)
         uvicorn.run(app, host=host, port=port, log_level=log_level)

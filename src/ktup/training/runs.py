@@ -232,8 +232,31 @@ def _read_split(path: Path) -> dict[str, np.ndarray]:
     return read_npz(path, unreadable="cannot read the saved split")
 
 
+def _timestamp_lookup(dataset):
+    """``(users, items) -> timestamps`` from the reloaded source (the saved split keeps only ids),
+    or None when the source has no timestamps. A pair seen several times takes its latest time."""
+    parts = [dataset.train, dataset.valid, dataset.test]
+    if any(p.timestamps is None for p in parts) or sum(len(p) for p in parts) == 0:
+        return None
+    n_items = max(1, dataset.n_items)
+    keys = np.concatenate([p.users.astype(np.int64) * n_items + p.items for p in parts])
+    ts = np.concatenate([np.asarray(p.timestamps, dtype=np.float64) for p in parts])
+    order = np.lexsort((ts, keys))
+    keys, ts = keys[order], ts[order]
+    last = np.r_[keys[1:] != keys[:-1], True]          # the latest time of each distinct pair
+    keys, ts = keys[last], ts[last]
+
+    def when(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        q = users * n_items + items
+        pos = np.minimum(np.searchsorted(keys, q), keys.shape[0] - 1)
+        return np.where(keys[pos] == q, ts[pos], np.nan)   # NaN: a pair the source no longer has
+
+    return when
+
+
 def apply_split(dataset, path: Path):
-    """Replace the dataset's splits by the saved ones after checking the id maps match."""
+    """Replace the dataset's splits by the saved ones after checking the id maps match (timestamps
+    follow their (user, item) pairs, so a reloaded run can still order a history by time)."""
     from ktup.data.dataset import Interactions
 
     z = _read_split(path)
@@ -243,9 +266,11 @@ def apply_split(dataset, path: Path):
             raise RunError(f"{path}: the dataset's {kind} no longer match the run's "
                            f"({len(getattr(dataset, kind))} now vs {len(saved)} saved); "
                            "the data files or filters changed since training")
+    when = _timestamp_lookup(dataset)
     for name in ("train", "valid", "test"):
-        setattr(dataset, name, Interactions(z[f"{name}_users"].astype(np.int64), z[f"{name}_items"].astype(np.int64),
-                                            dataset.n_users, dataset.n_items))
+        users, items = z[f"{name}_users"].astype(np.int64), z[f"{name}_items"].astype(np.int64)
+        setattr(dataset, name, Interactions(users, items, dataset.n_users, dataset.n_items,
+                                            timestamps=None if when is None else when(users, items)))
     for name in ("kg_train", "kg_valid", "kg_test"):
         setattr(dataset, name, z[name].astype(np.int64).reshape(-1, 3))
     dataset.item_entity = z["item_entity"].astype(np.int64)
