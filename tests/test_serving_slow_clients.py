@@ -60,9 +60,10 @@ def test_half_sent_requests_are_cut_and_health_recovers():
     limits = ServerLimits(request_timeout=1.0, timeout_keep_alive=5, limit_concurrency=40, log_interval=60)
     seen = _Records()
     logger = logging.getLogger("uvicorn.error")
-    logger.addHandler(seen)
+    server = BackgroundServer(create_app(SlowRecommender()), limits=limits, log_level="warning")
+    logger.addHandler(seen)    # after uvicorn's logging set-up, which replaces the handlers
     try:
-        with BackgroundServer(create_app(SlowRecommender()), limits=limits, log_level="warning") as srv:
+        with server as srv:
             socks = _half_sent(srv.port, 30, "headers") + _half_sent(srv.port, 30, "body")
             t0 = time.monotonic()
             assert all(_closed_by_server(s, 6.0) for s in socks), "a half-sent request kept its connection"
@@ -74,10 +75,10 @@ def test_half_sent_requests_are_cut_and_health_recovers():
     finally:
         logger.removeHandler(seen)
     assert cut_after < 4.0
-    warnings = [r for r in seen.records if r.levelno >= logging.WARNING]
-    # 60 stalled connections, over a 40-connection limit: one line per kind, not one per connection
-    kinds = {r.msg for r in warnings}
-    assert len(warnings) == len(kinds) <= 3, [r.getMessage() for r in warnings]
+    warnings = [r.getMessage() for r in seen.records if r.levelno >= logging.WARNING]
+    # 60 stalled connections, 20 over a 40-connection limit: one line per kind, not one per connection
+    assert any("no complete request" in w for w in warnings), warnings
+    assert len(warnings) <= 3, warnings
 
 
 def test_connections_over_the_limit_get_503_then_health_recovers():
