@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from typing import Any, Optional, Union
 from urllib.parse import unquote
 
@@ -82,7 +83,15 @@ def create_app(recommender: Any, *, max_batch: int = DEFAULT_MAX_BATCH, max_resu
     explains = bool(getattr(model, "explains", False))
     about = {**describe(recommender), **(info or {})}
     started = time.monotonic()
-    model_lock = asyncio.Lock()   # one model call at a time; FIFO, so slices of requests interleave
+    locks: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+    def model_lock() -> asyncio.Lock:
+        """One model call at a time; FIFO, so slices of requests interleave (one lock per event
+        loop: an app may be served by several loops one after another, e.g. in tests)."""
+        loop = asyncio.get_running_loop()
+        if loop not in locks:
+            locks[loop] = asyncio.Lock()
+        return locks[loop]
 
     # ------------------------------------------------------------- schemas
     class Recommendation(BaseModel):
@@ -173,7 +182,7 @@ def create_app(recommender: Any, *, max_batch: int = DEFAULT_MAX_BATCH, max_resu
 
     async def call_model(fn, *args, **kwargs):
         """One model call at a time, in the thread pool, without autograd; recommender errors → JSON errors."""
-        async with model_lock:
+        async with model_lock():
             return await run_in_threadpool(_run, fn, args, kwargs)
 
     async def recommend(request: Request, users: list[str], k: int, explain: bool, filter_seen: bool,
