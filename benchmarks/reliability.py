@@ -1,5 +1,7 @@
 """The reliability battery: bad input, fuzzing, damaged checkpoints, diverging training, an
-unwritable or full disk, SIGKILLed runs and a hammered HTTP service — one summary table.
+unwritable or full disk, SIGKILLed runs, a hammered HTTP service and the security cases of
+``reliability_security.py`` (hostile checkpoints, chunked bodies, heavy requests, slow clients,
+ids with '/') — one summary table.
 
     python benchmarks/reliability.py                     # everything (~2-4 min on 2 busy cores)
     python benchmarks/reliability.py --kills 12 --fuzz 1000 --http-rounds 10 --json out.json
@@ -325,6 +327,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep the work files here")
+    ap.add_argument("--no-security", action="store_true",
+                    help="skip the security cases (hostile checkpoints, chunked bodies, heavy requests, slow clients)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -355,6 +359,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         ht, res = http(run, a.http_rounds)
         tallies.append(ht)
         extra["http"] = {k: res[k] for k in ("requests", "seconds", "counts", "statuses", "alive")}
+        if not a.no_security:   # issue 17 items 1-4, 10: benchmarks/reliability_security.py
+            import reliability_security
+
+            (tmp / "security").mkdir(exist_ok=True)
+            sec, extra["security"] = reliability_security.run_all(tmp / "security", run)
+            tallies += sec
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -29,6 +29,31 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default="best", help="best | last | a .pt file (run directories only; default: best)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    from ktup.serving.common import AppLimits
+    from ktup.serving.guard import ServerLimits
+
+    a, s = AppLimits(), ServerLimits()
+    g = p.add_argument_group("limits per request (413 beyond each)")
+    g.add_argument("--max-results", type=int, default=a.max_results,
+                   help=f"users × k in one request (default: {a.max_results})")
+    g.add_argument("--max-explanations", type=int, default=a.max_explanations,
+                   help=f"users × k in one request with explain=true (default: {a.max_explanations})")
+    g.add_argument("--max-response-bytes", type=int, default=a.max_response_bytes,
+                   help=f"JSON bytes of one response (default: {a.max_response_bytes})")
+    c = p.add_argument_group("limits per connection")
+    c.add_argument("--request-timeout", type=float, default=s.request_timeout,
+                   help=f"seconds to receive one complete request, headers and body; slower clients are "
+                        f"disconnected (default: {s.request_timeout:g})")
+    c.add_argument("--timeout-keep-alive", type=int, default=s.timeout_keep_alive,
+                   help=f"seconds an idle kept-alive connection stays open (default: {s.timeout_keep_alive})")
+    c.add_argument("--limit-concurrency", type=int, default=s.limit_concurrency,
+                   help=f"open connections or running requests beyond which new requests get 503 "
+                        f"(default: {s.limit_concurrency})")
+    c.add_argument("--max-header-bytes", type=int, default=s.max_header_bytes,
+                   help=f"request line + headers (default: {s.max_header_bytes})")
+    c.add_argument("--log-interval", type=float, default=s.log_interval,
+                   help=f"each kind of server warning is logged at most once per this many seconds "
+                        f"(default: {s.log_interval:g})")
     p.set_defaults(func=run_serve)
 
     e = sub.add_parser(
@@ -50,11 +75,18 @@ def register(sub) -> None:
 
 
 def run_serve(args) -> int:
+    from ktup.serving.common import AppLimits
+    from ktup.serving.guard import ServerLimits
     from ktup.serving.server import serve
 
+    limits = AppLimits(max_batch=args.max_batch, max_results=args.max_results, max_explanations=args.max_explanations,
+                       max_response_bytes=args.max_response_bytes)
+    server_limits = ServerLimits(request_timeout=args.request_timeout, timeout_keep_alive=args.timeout_keep_alive,
+                                 limit_concurrency=args.limit_concurrency, max_header_bytes=args.max_header_bytes,
+                                 log_interval=args.log_interval)
     serve(args.path, host=args.host, port=args.port, workers=args.workers, max_batch=args.max_batch,
           checkpoint=args.checkpoint, log_level=args.log_level, threads=args.threads,
-          device=args.device)
+          device=args.device, limits=limits, server_limits=server_limits)
     return 0
 
 

@@ -8,16 +8,21 @@ oversubscribe the CPU with N × cores intra-op threads.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 import threading
 import time
+import types
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from ktup.errors import KtupError
 from ktup.serving.app import DEFAULT_MAX_BATCH, create_app, require_serve_extra
+from ktup.serving.common import AppLimits
+from ktup.serving.guard import ServerLimits
 
 _ENV_PATH = "KTUP_SERVE_PATH"
 _ENV_CHECKPOINT = "KTUP_SERVE_CHECKPOINT"
@@ -25,6 +30,8 @@ _ENV_MAX_BATCH = "KTUP_SERVE_MAX_BATCH"
 _ENV_WORKERS = "KTUP_SERVE_WORKERS"
 _ENV_THREADS = "KTUP_SERVE_THREADS"
 _ENV_DEVICE = "KTUP_SERVE_DEVICE"
+_ENV_LIMITS = "KTUP_SERVE_LIMITS"   # the AppLimits as JSON
+_ENV_SERVER_LIMITS = "KTUP_SERVE_SERVER_LIMITS"   # the ServerLimits as JSON
 
 
 def _set_threads(workers: int, threads: Optional[int]) -> None:
@@ -47,7 +54,10 @@ def app_from_env():
     _set_threads(int(os.environ.get(_ENV_WORKERS, "1")), int(os.environ.get(_ENV_THREADS, "0")) or None)
     rec = load_recommender(path, checkpoint=os.environ.get(_ENV_CHECKPOINT, "best"),
                           device=os.environ.get(_ENV_DEVICE, "cpu"))
-    return create_app(rec, max_batch=int(os.environ.get(_ENV_MAX_BATCH, str(DEFAULT_MAX_BATCH))))
+    limits = json.loads(os.environ.get(_ENV_LIMITS) or "{}")
+    limits["max_batch"] = int(os.environ.get(_ENV_MAX_BATCH, str(DEFAULT_MAX_BATCH)))
+    ServerLimits(**json.loads(os.environ.get(_ENV_SERVER_LIMITS) or "{}")).apply_logging()
+    return create_app(rec, **limits)
 
 
 def serve(
@@ -60,8 +70,14 @@ def serve(
     log_level: str = "info",
     threads: Optional[int] = None,
     device: str = "cpu",
+    limits: Optional[AppLimits] = None,
+    server_limits: Optional[ServerLimits] = None,
 ) -> None:
     """Serve a run directory or an export folder until interrupted (blocks).
+
+    ``limits`` bound the work of one request (:class:`AppLimits`; ``max_batch`` wins over
+    ``limits.max_batch``); ``server_limits`` the connections (:class:`ServerLimits`: request and
+    keep-alive timeouts, connection limit, header size, log rate).
 
     The model is loaded before the port is bound, so a bad path fails with one line at once.
     ``threads``: torch intra-op threads per worker (default: torch's own for one worker, the
@@ -80,6 +96,8 @@ def serve(
         raise KtupError(f"--port must be within 0..65535, got {port}")
     if threads is not None and threads < 1:
         raise KtupError(f"--threads must be >= 1, got {threads}")
+    limits = replace(limits or AppLimits(), max_batch=max_batch).check()
+    server_limits = (server_limits or ServerLimits()).check()
     _set_threads(workers, threads)
     rec = load_recommender(path, checkpoint=checkpoint, device=device)  # validates the path in this process
     from ktup.serving.app import describe
@@ -88,8 +106,14 @@ def serve(
     print(f"ktup: serving {about['model']} on {about['dataset']} from {path} at http://{host}:{port} "
           f"(explorer: http://{host}:{port}/ , API docs: http://{host}:{port}/docs)", file=sys.stderr, flush=True)
     if workers == 1:
-        app = create_app(rec, max_batch=max_batch)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        app = create_app(rec, **asdict(limits))
+        config = server_limits.apply(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                                    **server_limits.uvicorn_kwargs()))
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        except KeyboardInterrupt:  # pragma: no cover
+            pass
         return
     del rec
     os.environ.update({
@@ -99,8 +123,12 @@ def serve(
         _ENV_WORKERS: str(workers),
         _ENV_THREADS: str(threads or 0),
         _ENV_DEVICE: device,
+        _ENV_LIMITS: json.dumps(asdict(limits)),
+        _ENV_SERVER_LIMITS: json.dumps(asdict(server_limits)),
     })
-    uvicorn.run("ktup.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    server_limits.apply(types.SimpleNamespace())   # the request timeout, through the environment, for the workers
+    uvicorn.run("ktup.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, **server_limits.uvicorn_kwargs())
 
 
 class BackgroundServer:
@@ -110,7 +138,8 @@ class BackgroundServer:
     ...     httpx.get(srv.url + "/health")
     """
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 limits: Optional[ServerLimits] = None):
         require_serve_extra()
         import uvicorn
 
@@ -121,7 +150,9 @@ class BackgroundServer:
         self._sock.bind((host, port))  # bound here so the port is known before the thread starts
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_keep_alive=30)
+        self.limits = (limits or ServerLimits(timeout_keep_alive=30)).check()
+        config = self.limits.apply(uvicorn.Config(app, log_level=log_level, lifespan="off",
+                                                  **self.limits.uvicorn_kwargs()))
         self._server = uvicorn.Server(config)
         self._thread: Optional[threading.Thread] = None
 
