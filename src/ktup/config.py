@@ -17,6 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from ktup.errors import ConfigError
+from ktup.registry import KG_SAMPLERS, MODELS, OPTIMIZERS, PROTOCOLS, SCHEDULES, SPLITS
 
 
 @dataclass
@@ -27,7 +28,7 @@ class DataConfig:
     k_core: int = 0                   # iterative k-core on users and items (0 = off)
     drop_unlinked: bool = True        # RecBole's behaviour: drop items without a KG entity
     dedup: bool = True                # remove duplicate (user, item) and duplicate triples
-    split: str = "random"             # random | ratio_per_user (alias) | loo | temporal | given
+    split: str = "random"             # ktup.registry.SPLITS
     split_ratios: tuple = (0.8, 0.1, 0.1)
     kg_split_ratios: tuple = (0.9, 0.05, 0.05)
     split_seed: int = 2020
@@ -35,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = "ktup"               # ktup | tup | transh | transe | bpr
+    model: str = "ktup"               # a name of ktup.registry.MODELS
     embedding_size: int = 64
     induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft | expected
     inference: str = "expected"       # expected (softmax-weighted mean of the K distances: the mean under hard induction's Gumbel-max choice; tuned best) | induced (argmax for hard, the spec)
@@ -55,18 +56,18 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 150
-    schedule: str = "step"            # step (interleave by lambda) | epoch (alternate) | sum (paired batches)
+    schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
-    optimizer: str = "adam"           # adam | adagrad | sgd
+    optimizer: str = "adam"           # ktup.registry.OPTIMIZERS
     lr: float = 1e-3                  # with batch 512 and patience 20: tuned on ml-100k valid NDCG@10 (benchmarks/tuning/RESULTS.md)
     weight_decay: float = 1e-5
     grad_clip: float = 0.0            # 0 = off
     batch_size: int = 512             # recommendation batch
     kg_batch_size: int = 2048
     num_negatives: int = 4            # per positive (rec and KG); 4 beat 1 clearly, 8 barely beat 4 at 2x the time
-    kg_sampling: str = "uniform"      # uniform | bernoulli
+    kg_sampling: str = "uniform"      # ktup.registry.KG_SAMPLERS
     sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
     eval_every: int = 1
@@ -82,7 +83,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    protocol: str = "recbole"         # recbole | paper
+    protocol: str = "recbole"         # ktup.registry.PROTOCOLS
     ks: tuple = (10,)
     user_batch_size: int = 512
     memory_budget_mb: int = 512
@@ -190,16 +191,16 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        MODELS.check(m.model)
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))
         check_choice("model.combine", m.combine, ("sum", "mean"))
-        check_choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
-        check_choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
-        check_choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
-        check_choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
-        check_choice("eval.protocol", e.protocol, ("recbole", "paper"))
+        SCHEDULES.check(t.schedule)
+        OPTIMIZERS.check(t.optimizer)
+        KG_SAMPLERS.check(t.kg_sampling)
+        SPLITS.check(dc.split)
+        PROTOCOLS.check(e.protocol)
         _positive("model.embedding_size", m.embedding_size)
         _positive("train.batch_size", t.batch_size)
         _positive("train.kg_batch_size", t.kg_batch_size)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ktup.errors import KtupError
+from ktup.registry import PROTOCOLS
 
 
 def register(subparsers) -> None:
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `ktup train`")
     p.add_argument("--split", choices=("valid", "test"), default="test", help="split to evaluate (default: test)")
     p.add_argument("--k", default=None, help="cut-offs, comma separated (default: the run's eval.ks)")
-    p.add_argument("--protocol", default=None, help="recbole | paper (default: the run's eval.protocol)")
+    p.add_argument("--protocol", default=None, help=f"{PROTOCOLS.help()} (default: the run's eval.protocol)")
     p.add_argument("--checkpoint", default="best", help="best | last | a .pt file (default: best)")
     p.add_argument("--no-kg", action="store_true", help="skip KG link prediction")
     p.add_argument("--kg-max-triples", type=int, default=None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ktup.errors import KtupError
+from ktup.registry import PROTOCOLS as _PROTOCOL_REGISTRY
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,13 @@ PAPER = Protocol(
           "(DCG over the DCG of the same hits sorted to the top) and is not comparable to ndcg",
 )
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (RECBOLE, PAPER)}
+#: name → Protocol: the registry of :mod:`ktup.registry` (its entries point at the constants above).
+PROTOCOLS = _PROTOCOL_REGISTRY
 
 
 def get_protocol(name: str | Protocol) -> Protocol:
     if isinstance(name, Protocol):
         return name
-    try:
-        return PROTOCOLS[str(name)]
-    except KeyError:
-        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})") from None
+    if str(name) not in PROTOCOLS:
+        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[str(name)]

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from ktup.errors import ConfigError
+from ktup.registry import OPTIMIZERS
 from ktup.training import runs
 
 
@@ -37,8 +38,7 @@ def uses_sparse(cfg, model=None) -> bool:
 
 def check_optimizer(cfg) -> None:
     """Refuse what the trainer cannot do, before a run directory is written."""
-    if cfg.optimizer not in ("adam", "adagrad", "sgd", "sparse_adam"):
-        raise ConfigError(f"train.optimizer: unknown optimiser {cfg.optimizer!r}")
+    OPTIMIZERS.check(cfg.optimizer)
 
 
 def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.Optimizer:
@@ -57,11 +57,11 @@ def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.O
             return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         cls = torch.optim.Adagrad if cfg.optimizer == "adagrad" else torch.optim.SGD
         return cls(params, lr=cfg.lr, weight_decay=0.0, foreach=False)
-    classes = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+    cls = OPTIMIZERS.get(cfg.optimizer)
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     for extra in ({"fused": True}, {"foreach": True}, {}):
         try:
-            return classes[cfg.optimizer](params, **kw, **extra)
+            return cls(params, **kw, **extra)
         except (RuntimeError, TypeError, ValueError):
             continue
     raise ConfigError(f"train.optimizer: cannot build {cfg.optimizer}")  # unreachable in practice
