@@ -87,7 +87,7 @@ def discard_unstarted(out: Path, existed: bool) -> None:
     if not existed:
         shutil.rmtree(out, ignore_errors=True)
         return
-    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl"):
+    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl", ".ktup.lock"):
         (out / name).unlink(missing_ok=True)
     for sub in ("checkpoints", "plots"):
         try:
