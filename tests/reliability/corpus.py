@@ -426,3 +426,24 @@ CASES += [
     Case("ka-item-list-repeated-header", KA, {"item_list.txt": b"org_id remap_id\n100 0\norg_id remap_id\n101 1\n"},
          "error", "item_list.txt:3: header line repeated as data"),
 ]
+
+# issue 17 item 9: out-of-range and non-finite values, refused naming the key (NaN passes every
+# < / > check, so it used to reach the optimiser or the loss)
+YAML_CASES += [
+    ("nan-weight-decay", "train:\n  weight_decay: .nan\n", "train.weight_decay: must be a finite number, got nan"),
+    ("inf-lr", "train:\n  lr: .inf\n", "train.lr: must be a finite number, got inf"),
+    ("negative-margin", "model:\n  margin: -1\n", "model.margin: must be > 0"),
+    ("nan-ratio", "data:\n  split_ratios: [0.8, .nan, 0.1]\n", "data.split_ratios: must hold finite numbers"),
+]
+SET_CASES += [
+    ("margin-negative", "margin=-1", "model.margin: must be > 0"),
+    ("margin-zero", "margin=0", "model.margin: must be > 0"),
+    ("margin-nan", "margin=nan", "--set: model.margin: must be a finite number, got nan"),
+    ("weight-decay-nan", "weight_decay=.nan", "--set: train.weight_decay: must be a finite number, got nan"),
+    ("lr-inf", "lr=inf", "--set: train.lr: must be a finite number, got inf"),
+    ("lambda-nan", "joint_lambda=.nan", "--set: train.joint_lambda: must be a finite number, got nan"),
+    ("temperature-inf", "gumbel_temperature=.inf", "model.gumbel_temperature: must be a finite number, got inf"),
+    ("threshold-nan", "rating_threshold=nan", "data.rating_threshold: must be a finite number, got nan"),
+    ("constraint-negative", "kg_constraint_weight=-0.5", "model.kg_constraint_weight: must be >= 0, got -0.5"),
+    ("ratio-inf", "split_ratios=[0.8,0.1,.inf]", "data.split_ratios: must hold finite numbers"),
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -40,15 +41,26 @@ class RankingResult:
     def __getitem__(self, key: str) -> float:
         return self.summary[key]
 
+    @property
+    def undefined_reason(self) -> Optional[str]:
+        """Why the metrics are undefined (no user to average over), else None."""
+        if self.n_users:
+            return None
+        return (f"no user has a held-out item in split {self.split!r} ({self.n_excluded} without one): "
+                "the metrics are undefined")
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: protocol, split, users, metrics (no per-user arrays)."""
+        """JSON-ready: protocol, split, users, metrics (no per-user arrays). An undefined metric
+        (no user to average over) is ``null``, never a bare ``NaN``, and ``note`` says why."""
+        reason = self.undefined_reason
         return {
             "protocol": self.protocol,
             "split": self.split,
             "ks": list(self.ks),
             "users": self.n_users,
             "users_excluded": self.n_excluded,
-            "metrics": dict(self.summary),
+            "metrics": {k: (float(v) if math.isfinite(v) else None) for k, v in self.summary.items()},
+            **({"note": reason} if reason else {}),
             "seconds": round(self.seconds, 4),
             **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
@@ -73,12 +85,18 @@ class RankingResult:
         lines += ["", header, "-" * len(header)]
         for n in names:
             label = n + ("*" if n == "ndcg_ktup" else "")
-            lines.append(label.ljust(width) + "".join(f"{self.summary.get(f'{n}@{k}', float('nan')):10.4f}" for k in self.ks))
+            lines.append(label.ljust(width) + "".join(_cell(self.summary.get(f"{n}@{k}")) for k in self.ks))
         lines.append("")
+        if self.undefined_reason:
+            lines.append(f"n/a: {self.undefined_reason}")
         lines.append("* ndcg_ktup: the KTUP authors' variant (DCG / DCG of the same hits sorted to the top); not NDCG")
         for w in self.warnings:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
+
+
+def _cell(v: Optional[float]) -> str:
+    return f"{v:10.4f}" if v is not None and math.isfinite(v) else "n/a".rjust(10)
 
 
 class _FunctionScorer:

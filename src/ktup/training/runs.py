@@ -323,8 +323,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} "
-                       f"({str(e).splitlines()[0]})") from None
+        from ktup.models.base import describe_load_error
+
+        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} as config.yaml describes it "
+                       f"({describe_load_error(e)})") from None
     model.to(device).eval()
     final = None
     if (path / "final.json").exists():

@@ -319,7 +319,9 @@ class Trainer:
             self.model.load_state_dict(s["model"])
             self.optimizer.load_state_dict(s["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({str(e).splitlines()[0]})") from None
+            from ktup.models.base import describe_load_error
+
+            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({describe_load_error(e)})") from None
         set_rng_state(s["rng"])
         self.epoch, self.global_step = int(s["epoch"]), int(s["global_step"])
         self.kg_batches_done = int(s["kg_batches_done"])
@@ -489,6 +491,8 @@ class Trainer:
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
+            if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
+                self._save_initial()
             final = self._finish()
         except BaseException as e:
             self._mark_failed(e)
@@ -500,6 +504,15 @@ class Trainer:
         self.model.eval()
         return runs.Run(path=self.run_dir, config=self.config, dataset=self.dataset, model=self.model,
                         info=dict(self.info), final=final)
+
+    def _save_initial(self) -> None:
+        """``epochs=0`` (e.g. to evaluate an ``init_from`` start): keep the untrained state as the
+        best and last checkpoint, so the finished run loads in every command and resumes to the
+        same result as a run that trained from the start."""
+        state = encode_checkpoint(self._state())
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
+        self.progress.log("train.epochs=0: the initial weights were saved as the best and last checkpoint")
 
     def _finish(self) -> dict[str, Any]:
         """Evaluate the best checkpoint on test; write final.json and the final metrics line."""
