@@ -23,9 +23,9 @@ from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
 from ktup.training import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
-from ktup.training.lock import RunLock, lock_run_dir
 from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
+from ktup.training.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
