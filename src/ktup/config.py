@@ -9,6 +9,7 @@ a typo is never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,10 @@ class Config:
             raise ConfigError(f"train.lr: must be > 0, got {t.lr}")
         if not 0.0 <= t.joint_lambda <= 1.0:
             raise ConfigError(f"train.joint_lambda: must be within [0, 1], got {t.joint_lambda}")
+        if not m.margin > 0:
+            raise ConfigError(f"model.margin: must be > 0 (the KG loss asks true triples to beat corrupted "
+                              f"ones by this much), got {m.margin}")
+        _nonneg("model.kg_constraint_weight", m.kg_constraint_weight)
         if not m.gumbel_temperature > 0:
             raise ConfigError(f"model.gumbel_temperature: must be > 0, got {m.gumbel_temperature}")
         for name, ratios in (("data.split_ratios", dc.split_ratios), ("data.kg_split_ratios", dc.kg_split_ratios)):
@@ -308,12 +313,13 @@ def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            return float(value)
+            return _finite(float(value), key, source)
         if isinstance(value, str):
             try:
-                return float(value)
+                x = float(value)
             except ValueError:
                 raise bad from None
+            return _finite(x, key, source)
         raise bad
     if ftype is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -326,9 +332,20 @@ def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if isinstance(value, (list, tuple)):
+            for v in value:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{source}: {key}: must hold finite numbers, got {list(value)}")
             return tuple(value)
         raise bad
     return value
+
+
+def _finite(x: float, key: str, source: str) -> float:
+    """NaN and ±inf pass every ``<``/``>`` range check (NaN compares false), so refuse them here,
+    naming the key, before they reach an optimiser or a loss."""
+    if not math.isfinite(x):
+        raise ConfigError(f"{source}: {key}: must be a finite number, got {x}")
+    return x
 
 
 def check_choice(key: str, value: str, options: tuple) -> None:

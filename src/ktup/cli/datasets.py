@@ -63,7 +63,8 @@ def _info(a: argparse.Namespace) -> int:
         return 0
     labels = [("dataset", info["name"]), ("format", ds.meta.get("format")), ("source", ds.meta.get("source")),
               ("users", f"{info['users']:,}"), ("items", f"{info['items']:,}"),
-              ("interactions", f"{info['interactions']:,}"), ("entities", f"{info['entities']:,}"),
+              ("interactions", f"{info['interactions']:,}" + (f" ({info['distinct_pairs']:,} distinct user-item pairs)"
+                                                              if info["distinct_pairs"] != info["interactions"] else "")), ("entities", f"{info['entities']:,}"),
               ("relations", f"{info['relations']:,}"), ("triples", f"{info['triples']:,}"),
               ("linked items", f"{info['linked_items']:,}"), ("sparsity", f"{info['sparsity']:.4%}")]
     w = max(len(k) for k, _ in labels)

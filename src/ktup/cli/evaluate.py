@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from ktup.errors import KtupError
 from ktup.registry import PROTOCOLS
@@ -36,6 +37,17 @@ def parse_ks(text: str) -> tuple[int, ...]:
     if not ks or any(k <= 0 for k in ks):
         raise KtupError(f"--k {text!r}: expected comma-separated positive integers, e.g. 10,20,50")
     return ks
+
+
+def _finite(x):
+    """JSON has no NaN/Infinity: an undefined figure is null (``note`` says why)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out["run"] = str(loaded.path)
         out["checkpoint"] = args.checkpoint
-        print(json.dumps(out, indent=2))
+        print(json.dumps(_finite(out), indent=2, allow_nan=False))
         return 0
     model_name = loaded.info.get("model", getattr(model, "name", "model"))
     print(f"run: {loaded.path}   model: {model_name}   checkpoint: {args.checkpoint}")

@@ -62,3 +62,29 @@ class Model(nn.Module):
     def score_heads(self, relations: torch.Tensor, tails: torch.Tensor, entities: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, E) scores of (?, r, t) against all entities (or the given entity chunk)."""
         raise NotImplementedError(f"{self.name} does not score triples")
+
+
+def describe_load_error(e: BaseException, limit: int = 3) -> str:
+    """One line from torch's multi-line ``load_state_dict`` error, whose first line ("Error(s) in
+    loading state_dict for KTUP:") says nothing: the first ``limit`` problems, shapes as lists."""
+    import re
+
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    if lines and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    out = []
+    for line in lines:
+        m = re.match(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
+                     r"the shape in current model is torch\.Size\((\[.*?\])\)", line)
+        if m:
+            out.append(f"{m[1]} is {m[2]} in the file but {m[3]} in the model")
+            continue
+        m = re.match(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)", line)
+        if m:
+            keys = [k.strip().strip('"') for k in m[2].rstrip(". ").split(",") if k.strip()]
+            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            out.append(f"{'missing' if m[1] == 'Missing' else 'unexpected'} {shown}")
+            continue
+        out.append(line.rstrip(". "))
+    text = "; ".join(out[:limit]) + (f"; and {len(out) - limit} more" if len(out) > limit else "")
+    return text or type(e).__name__

@@ -301,7 +301,9 @@ def load_export(path: str | os.PathLike, device: str = "cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RunError(f"{folder}: tables do not fit model {config.model.model} ({str(e).splitlines()[0]})") from None
+        from ktup.models.base import describe_load_error
+
+        raise RunError(f"{folder}: tables do not fit model {config.model.model} ({describe_load_error(e)})") from None
     return model.to(device).eval(), dataset
 
 

@@ -87,7 +87,7 @@ def discard_unstarted(out: Path, existed: bool) -> None:
     if not existed:
         shutil.rmtree(out, ignore_errors=True)
         return
-    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl"):
+    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl", ".ktup.lock"):
         (out / name).unlink(missing_ok=True)
     for sub in ("checkpoints", "plots"):
         try:
@@ -348,8 +348,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} "
-                       f"({str(e).splitlines()[0]})") from None
+        from ktup.models.base import describe_load_error
+
+        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} as config.yaml describes it "
+                       f"({describe_load_error(e)})") from None
     model.to(device).eval()
     final = None
     if (path / "final.json").exists():

@@ -25,6 +25,7 @@ from ktup.training import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
 from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
+from ktup.training.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
@@ -117,6 +118,12 @@ class Trainer:
         self.stopped_early = False
         self._setup_validation()
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._lock: Optional[RunLock] = None   # rank 0's exclusive lock on run_dir, released by fit()
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -126,21 +133,26 @@ class Trainer:
         main = dist_.info().is_main
         # Fail on an unwritable destination before spending time on data or training.
         existed = out is not None and Path(out).exists()
+        locks: list[RunLock] = []
         if main:
             if out is not None:
                 runs.prepare_run_dir(Path(out))
+                locks.append(lock_run_dir(Path(out)))  # another writer there: stop before touching anything
             else:
                 runs.check_writable(Path("runs"))
         made = Path(out) if out is not None else None
         try:
-            return cls._start_new_run(config, dataset, out, progress, main)
+            return cls._start_new_run(config, dataset, out, progress, main, locks)
         except BaseException:
             if main and made is not None:  # a run that never started leaves nothing behind
                 runs.discard_unstarted(made, existed=existed)
+            for lock in locks:
+                lock.release()
             raise
 
     @classmethod
-    def _start_new_run(cls, config: Config, dataset, out: Optional[str], progress: str, main: bool) -> "Trainer":
+    def _start_new_run(cls, config: Config, dataset, out: Optional[str], progress: str, main: bool,
+                       locks: list[RunLock]) -> "Trainer":
         source = "memory"
         if dataset is None:
             from ktup.data import load_dataset
@@ -156,6 +168,7 @@ class Trainer:
                     run_id = f"{config.model.model}-{name}-{timestamp()}-{uuid.uuid4().hex[:4]}"
                     out_path = Path("runs") / run_id
                 runs.prepare_run_dir(out_path)
+                locks.append(lock_run_dir(out_path))
         else:
             out_path = Path(out)
         run_id, out_path = dist_.broadcast_object((run_id, str(out_path)), dist_.info())  # rank 0 names the run
@@ -175,6 +188,7 @@ class Trainer:
             if main and out is None:
                 runs.discard_unstarted(out_path, existed=False)
             raise
+        self._lock = locks[0] if locks else None
         if main:
             atomic_write_text(out_path / "config.yaml", config.to_yaml())
             runs.save_split(out_path / "split.npz", dataset)
@@ -195,6 +209,19 @@ class Trainer:
     @classmethod
     def for_resume(cls, run_dir: str, config: Optional[Config], dataset, progress: str) -> "Trainer":
         path = runs.check_run_dir(run_dir)
+        # one writer at a time: a second resume of the same run stops here, naming the holder's pid
+        lock = lock_run_dir(path) if dist_.info().is_main else None
+        try:
+            self = cls._resume(path, config, dataset, progress)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    @classmethod
+    def _resume(cls, path: Path, config: Optional[Config], dataset, progress: str) -> "Trainer":
         saved_cfg = runs.read_config(path)
         info = runs.read_json(path / "run.json")
         if config is None:
@@ -292,7 +319,9 @@ class Trainer:
             self.model.load_state_dict(s["model"])
             self.optimizer.load_state_dict(s["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({str(e).splitlines()[0]})") from None
+            from ktup.models.base import describe_load_error
+
+            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({describe_load_error(e)})") from None
         set_rng_state(s["rng"])
         self.epoch, self.global_step = int(s["epoch"]), int(s["global_step"])
         self.kg_batches_done = int(s["kg_batches_done"])
@@ -406,6 +435,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> runs.Run:
+        try:
+            return self._fit()
+        finally:
+            self.release_lock()
+
+    def _fit(self) -> runs.Run:
         cfg = self.cfg
         if self.dist.enabled and self.ddp is None:  # after init_from / resume: DDP broadcasts rank 0's weights
             self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
@@ -456,6 +491,8 @@ class Trainer:
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
+            if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
+                self._save_initial()
             final = self._finish()
         except BaseException as e:
             self._mark_failed(e)
@@ -467,6 +504,15 @@ class Trainer:
         self.model.eval()
         return runs.Run(path=self.run_dir, config=self.config, dataset=self.dataset, model=self.model,
                         info=dict(self.info), final=final)
+
+    def _save_initial(self) -> None:
+        """``epochs=0`` (e.g. to evaluate an ``init_from`` start): keep the untrained state as the
+        best and last checkpoint, so the finished run loads in every command and resumes to the
+        same result as a run that trained from the start."""
+        state = encode_checkpoint(self._state())
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
+        self.progress.log("train.epochs=0: the initial weights were saved as the best and last checkpoint")
 
     def _finish(self) -> dict[str, Any]:
         """Evaluate the best checkpoint on test; write final.json and the final metrics line."""
