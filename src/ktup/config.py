@@ -52,6 +52,15 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
+    # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the
+    # keys above are shared (or predate per-model options) and stay flat. Not a key itself.
+    options: dict = field(default_factory=dict, metadata={"nested": True})
+
+    def options_for(self, name: Optional[str] = None) -> Any:
+        """The options dataclass of model ``name`` (default: ``self.model``), with the values set here."""
+        name = name or self.model
+        return model_options_class(name)(**self.options.get(name, {}))
 
 
 @dataclass
@@ -148,7 +157,10 @@ class Config:
         out = {}
         for sec in _SECTIONS:
             d = dataclasses.asdict(getattr(self, sec))
+            nested = d.pop("options", None) or {}
             out[sec] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+            for name, opts in nested.items():   # model: {..., cke: {reg_weight: 0.1}}
+                out[sec][name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
         return out
 
     def to_yaml(self) -> str:
@@ -163,6 +175,10 @@ class Config:
         for key, value in d.items():
             if key in _SECTIONS and isinstance(value, dict):
                 for k2, v2 in value.items():
+                    if key == "model" and k2 in MODELS and isinstance(v2, dict):   # a model's own options
+                        for k3, v3 in v2.items():
+                            self.set(f"model.{k2}.{k3}", v3, source=source)
+                        continue
                     self.set(f"{key}.{k2}", v2, source=source)
             else:
                 self.set(key, value, source=source)
@@ -170,6 +186,10 @@ class Config:
         return self
 
     def set(self, key: str, value: Any, source: str = "config") -> None:
+        if key.count(".") >= 2 and key.startswith("model."):             # model.<name>.<option>
+            _, model, opt = key.split(".", 2)
+            self.model.options.setdefault(model, {})[opt] = _model_option(model, opt, value, source)
+            return
         section, name = _resolve_key(key, source)
         obj = getattr(self, section)
         ftype = _field_types(type(obj))[name]
@@ -249,7 +269,23 @@ _SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig
 
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
+
+
+def model_options_class(name: str) -> type:
+    """``MODELS[name].Options``: the dataclass of a model's own options (imports the model, so torch)."""
+    return MODELS.get(name, "model").Options
+
+
+def _model_option(model: str, opt: str, value: Any, source: str) -> Any:
+    """``value`` coerced to the type model ``model`` declares for option ``opt``; unknown → ConfigError."""
+    key = f"model.{model}.{opt}"
+    MODELS.check(model, key)
+    types = _field_types(model_options_class(model))
+    if opt not in types:
+        known = ", ".join(types) or "none"
+        raise ConfigError(f"{source}: unknown config key {key!r} ({model}'s own options: {known})")
+    return _coerce(value, types[opt], key, source)
 
 
 def all_keys() -> dict[str, list[str]]:

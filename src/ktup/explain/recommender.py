@@ -20,6 +20,7 @@ from ktup.errors import KtupError
 from ktup.evaluation.ranking import top_k_items
 from ktup.evaluation.topk import DEFAULT_TIE_SEED
 from ktup.explain.evidence import EvidenceIndex
+from ktup.models.base import Model
 
 _ALL_SPLITS = ("train", "valid", "test")
 
@@ -59,6 +60,9 @@ class Recommender:
         self.memory_budget_mb = int(memory_budget_mb)
         self.tie_seed = int(tie_seed)
         self.model.eval()
+        if isinstance(model, Model):       # duck-typed scorers (tests, adapters) have no hooks
+            with torch.no_grad():
+                model.prepare_inference()
         seen = Interactions.concat([dataset.split(s) for s in self.seen_splits])
         self._seen_indptr, self._seen_items = seen.csr()      # (U+1,), (n,) sorted per user
         self._evidence: Optional[EvidenceIndex] = None

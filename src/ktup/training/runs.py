@@ -353,6 +353,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
         raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} as config.yaml describes it "
                        f"({describe_load_error(e)})") from None
     model.to(device).eval()
+    with torch.no_grad():
+        model.prepare_inference()
     final = None
     if (path / "final.json").exists():
         final = read_json(path / "final.json")

@@ -101,8 +101,7 @@ def init_from(model, run_dirs, dataset, device, log) -> None:
         if runs.dataset_fingerprint(src.dataset) != fp:
             raise ConfigError(f"train.init_from: {rd} was trained on different data "
                               f"({src.info.get('dataset')}); ids would not line up")
-        if hasattr(model, "init_from"):
-            model.init_from(src.model)
+        if model.init_from(src.model) is not None:   # the model's own rule (Model.init_from)
             log(f"initialised from {rd} ({src.info.get('model')})")
             continue
         own = model.state_dict()

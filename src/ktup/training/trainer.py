@@ -293,6 +293,7 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad():
+                self.model.prepare_inference()
                 if kind == "rec":  # users sharded over ranks when distributed, gathered: same numbers
                     res = dist_.evaluate_recommendation_sharded(
                         self.model, self.dataset, split, ks=self.ks, protocol=ec.protocol,
@@ -448,7 +449,9 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
+                self.model.on_epoch_start(self.epoch)
                 record = self._run_epoch()
+                self.model.on_epoch_end(self.epoch)
                 if not finite_params(self.model):
                     raise NonFiniteLoss(f"non-finite weights after epoch {self.epoch + 1}, step {self.global_step}; "
                                         "training stopped, last good checkpoint kept; try a lower train.lr")
