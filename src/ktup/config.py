@@ -18,7 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from ktup.errors import ConfigError
-from ktup.registry import KG_SAMPLERS, MODELS, OPTIMIZERS, PROTOCOLS, SCHEDULES, SPLITS
+from ktup.registry import KG_SAMPLERS, MODELS, OPTIMIZERS, PROTOCOLS, SCHEDULES, SPLITS, TRACKERS
 
 
 @dataclass
@@ -89,6 +89,7 @@ class TrainConfig:
     threads: int = 0                  # torch.set_num_threads (0 = torch's default)
     nproc: int = 1                    # processes for data-parallel training (ktup train --nproc)
     dist_backend: str = "auto"        # auto (nccl on cuda, gloo on cpu) | gloo | nccl
+    trackers: tuple = ()              # result trackers (ktup.registry.TRACKERS): tensorboard, mlflow
 
 
 @dataclass
@@ -222,6 +223,8 @@ class Config:
         KG_SAMPLERS.check(t.kg_sampling)
         SPLITS.check(dc.split)
         PROTOCOLS.check(e.protocol)
+        for name in t.trackers:
+            TRACKERS.check(name)
         _positive("model.embedding_size", m.embedding_size)
         _positive("train.batch_size", t.batch_size)
         _positive("train.kg_batch_size", t.kg_batch_size)

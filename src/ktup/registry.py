@@ -145,5 +145,12 @@ PROTOCOLS = Registry("evaluation protocol", "eval.protocol")
 PROTOCOLS.register("recbole", "ktup.evaluation.protocols:RECBOLE", help="RecBole's benchmark protocol")
 PROTOCOLS.register("paper", "ktup.evaluation.protocols:PAPER", help="the KTUP authors' protocol")
 
+# ============================================================= trackers
+#: ``train.trackers``: result trackers, callbacks of :mod:`ktup.training.callbacks`.
+TRACKERS = Registry("tracker", "train.trackers")
+TRACKERS.register("tensorboard", "ktup.training.callbacks:TensorBoardTracker", help="TensorBoard scalars in RUN/tensorboard")
+TRACKERS.register("mlflow", "ktup.training.callbacks:MLflowTracker", help="an MLflow run where MLFLOW_TRACKING_URI says")
+
 REGISTRIES = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "kg_sampling": KG_SAMPLERS,
-              "split": SPLITS, "metric": METRICS, "protocol": PROTOCOLS}
+              "split": SPLITS, "metric": METRICS, "protocol": PROTOCOLS,
+              "tracker": TRACKERS}

@@ -29,11 +29,12 @@ from ktup.training.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
+from ktup.training.callbacks import Callback, CallbackList, trackers_from_config
 from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
-from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
+from ktup.training.schedule import KG, REC, SUM, epoch_plan, joint_loss, n_batches
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = {"train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
+RESUMABLE_KEYS = {"train.trackers", "train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
                   "train.nproc", "train.dist_backend"}
 RANK_STREAM = 4  # derived_seed(seed, RANK_STREAM, rank): the negatives of ranks > 0
 
@@ -44,7 +45,7 @@ class NonFiniteLoss(KtupError):
 
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
-          resume: Optional[str] = None, progress: str = "bar") -> runs.Run:
+          resume: Optional[str] = None, progress: str = "bar", callbacks=()) -> runs.Run:
     """Train a model and return its :class:`~ktup.training.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
@@ -52,6 +53,8 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     ``out``: run directory (default ``runs/<model>-<dataset>-<timestamp>``).
     ``resume``: a run directory to continue from its ``checkpoints/last.pt``.
     ``progress``: ``bar`` | ``quiet`` | ``jsonl``.
+    ``callbacks``: :class:`~ktup.training.callbacks.Callback` objects, after the trackers that
+    ``train.trackers`` names (called on the process that writes the run).
     """
     tc = (config.train if config is not None else
           runs.read_config(runs.check_run_dir(resume)).train if resume is not None else Config().train)
@@ -64,6 +67,7 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
                 config = Config()
             config.validate()
             trainer = Trainer.for_new_run(config, dataset, out, progress)
+        trainer.set_callbacks(callbacks)
         return trainer.fit()
     finally:
         dist_.shutdown(created)
@@ -71,6 +75,14 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 
 # ====================================================================== trainer
 class Trainer:
+    callbacks: Callback = CallbackList(())
+
+    def set_callbacks(self, extra=()) -> None:
+        """The trackers of ``train.trackers``, then ``extra``; none on ranks > 0 (rank 0 reports)."""
+        if not self.dist.is_main:
+            return
+        self.callbacks = CallbackList(trackers_from_config(self.config.train.trackers) + list(extra or ()))
+
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
         from ktup.models import build_model
 
@@ -387,12 +399,7 @@ class Trainer:
                 if self.ddp is not None:
                     loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
                 else:
-                    rec_loss = self.model.rec_loss(*rec_args) if rec_args is not None else None
-                    kg_loss = self.model.kg_loss(*kg_args) if kg_args is not None else None
-                    if kind == SUM:
-                        loss = lam * rec_loss + (1.0 - lam) * kg_loss
-                    else:
-                        loss = rec_loss if kind == REC else kg_loss
+                    loss, rec_loss, kg_loss = joint_loss(self.model, rec_args, kg_args, lam)
                 if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
@@ -447,6 +454,7 @@ class Trainer:
             self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
         self.model.train()
         try:
+            self.callbacks.on_train_start(self)
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
                 self.model.on_epoch_start(self.epoch)
@@ -491,15 +499,21 @@ class Trainer:
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
                 self.progress.epoch_done(record)
+                self.callbacks.on_epoch_end(self, record)
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
             if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
                 self._save_initial()
             final = self._finish()
+            self.callbacks.on_train_end(self, final)
         except BaseException as e:
             self._mark_failed(e)
             self._plots()
+            try:   # a tracker's own failure must not hide the error that stopped the run
+                self.callbacks.on_train_end(self, None, e)
+            except Exception:
+                pass
             raise
         self.info.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.info.pop("error", None)
