@@ -52,7 +52,7 @@ def _finite(x):
 
 def run(args: argparse.Namespace) -> int:
     from ktup.evaluation import evaluate_link_prediction, evaluate_recommendation, get_protocol
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     ks_arg = parse_ks(args.k) if args.k is not None else None
     protocol_name = args.protocol

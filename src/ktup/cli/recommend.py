@@ -240,7 +240,7 @@ QUICKSTART_EPOCHS = 10
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    from ktup.explain.quickstart import quickstart
+    from ktup.cli.quickstart import quickstart
 
     return quickstart(dataset=args.dataset, epochs=args.epochs, out=args.out, user=args.user,
                       overrides=args.overrides, device=args.device)

@@ -47,7 +47,7 @@ def build_config(args) -> Config:
     if args.resume:
         from pathlib import Path
 
-        from ktup.training.runs import check_run_dir, read_config
+        from ktup.runs import check_run_dir, read_config
 
         for flag in ("config", "dataset", "data_dir", "model", "seed", "init_from", "out"):
             if getattr(args, flag):

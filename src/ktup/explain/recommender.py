@@ -71,7 +71,7 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu", **kwargs) -> "Recommender":
         """Open a run directory written by ``ktup train`` (its exact split, config and weights)."""
-        from ktup.training.runs import load_run
+        from ktup.runs import load_run
 
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
         return cls(run.model, run.dataset, device=device, run=run, **kwargs)

@@ -193,7 +193,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, fmt: str = "npz", force: bool = False,
                checkpoint: str = "best") -> Path:
     """Export a run directory's model (``checkpoint``: best | last | a .pt path) to ``to``."""
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)
     info = {**run.info, "checkpoint": checkpoint, "source": str(Path(run_dir).resolve())}
@@ -211,7 +211,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    from ktup.training.runs import read_npz
+    from ktup.runs import read_npz
 
     return read_npz(path, missing="missing (incomplete export)")
 

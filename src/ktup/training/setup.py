@@ -9,7 +9,7 @@ import torch
 
 from ktup.errors import ConfigError
 from ktup.registry import OPTIMIZERS
-from ktup.training import runs
+from ktup import runs
 
 
 def device_for(name: str) -> torch.device:

@@ -1,7 +1,7 @@
 """The training loop: joint schedules, validation, early stopping, checkpoints, resume.
 
 ``train(config)`` builds the dataset and model, writes a run directory (see
-:mod:`ktup.training.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
+:mod:`ktup.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
 ``(seed, epoch)`` and checkpoints are taken at epoch boundaries, so ``train(resume=RUN)``
 continues a killed run to bitwise the same result as an uninterrupted one (on CPU).
 """
@@ -21,11 +21,11 @@ import torch
 from ktup.config import Config
 from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
-from ktup.training import runs
+from ktup import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
-from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
+from ktup.runs.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
-from ktup.training.lock import RunLock, lock_run_dir
+from ktup.runs.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
@@ -46,7 +46,7 @@ class NonFiniteLoss(KtupError):
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
           resume: Optional[str] = None, progress: str = "bar", callbacks=()) -> runs.Run:
-    """Train a model and return its :class:`~ktup.training.runs.Run` (best checkpoint loaded).
+    """Train a model and return its :class:`~ktup.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
     ``dataset``: an in-memory :class:`KGDataset` (else ``load_dataset(config.data)``).
