@@ -1,0 +1,93 @@
+"""A new user's first command, timed: ``ktup quickstart`` quiet, then with two CPU-bound processes beside it.
+
+    python benchmarks/first_run.py [--out benchmarks/results/first-run-DATE.json] [--busy 2]
+
+Each run trains into a fresh temporary folder (nothing reused), with the shipped quickstart
+settings and the default thread choice. Goals (issue 18): at most 30 s on a quiet 2-core machine,
+at most 90 s with two CPU-bound processes beside it. The load average is sampled every second
+during each run and printed with it: on a shared machine "quiet" is only as quiet as the others
+let it be, so read the figures with the load they were measured under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+GOALS = {"quiet": 30.0, "busy": 90.0}
+BURN = "while True: pass"
+
+
+def _env() -> dict[str, str]:
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    return dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def timed_quickstart(label: str) -> dict:
+    loads: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            loads.append(os.getloadavg()[0])
+            stop.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    with tempfile.TemporaryDirectory(prefix="ktup-first-run-") as tmp:
+        sampler.start()
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ktup", "quickstart", "--out", str(Path(tmp) / "qs")],
+                              capture_output=True, text=True, env=_env(), timeout=1800)
+        seconds = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+    out = proc.stdout
+    threads = next((line.split("(")[0].strip() for line in proc.stderr.splitlines() if line.startswith("threads:")), "?")
+    ndcg = next((float(tok.split()[1]) for line in out.splitlines() for tok in [line[line.find("ndcg@10"):]]
+                 if "ndcg@10 " in line), None)
+    row = {"label": label, "seconds": round(seconds, 1), "goal_s": GOALS[label], "met": seconds <= GOALS[label],
+           "returncode": proc.returncode, "threads": threads, "test_ndcg@10": ndcg,
+           "load_avg_1min": {"min": round(min(loads), 2), "max": round(max(loads), 2),
+                             "mean": round(sum(loads) / len(loads), 2)},
+           "shows": {"metrics": "protocol recbole" in out, "recommendations": "Top-10 for user" in out,
+                     "explanation": "Why the first one" in out, "settings": out.startswith("Quickstart:")}}
+    if proc.returncode != 0:
+        row["stderr_tail"] = proc.stderr[-500:]
+    print(f"{label:<6} {seconds:6.1f} s (goal <= {GOALS[label]:.0f} s: {'met' if row['met'] else 'MISSED'})  "
+          f"{threads}  test ndcg@10 {ndcg}  load avg (1 min) during the run {row['load_avg_1min']['min']:.1f}"
+          f"-{row['load_avg_1min']['max']:.1f} on {os.cpu_count()} cores", flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--busy", type=int, default=2, help="CPU-bound processes beside the busy run (default: 2)")
+    args = ap.parse_args(argv)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
+          flush=True)
+    rows = [timed_quickstart("quiet")]
+    burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(args.busy)]
+    try:
+        time.sleep(2)
+        rows.append(timed_quickstart("busy"))
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    if args.out:
+        Path(args.out).write_text(json.dumps({"cores": os.cpu_count(), "busy_processes": args.busy, "runs": rows,
+                                              "command": " ".join([Path(sys.executable).name, *sys.argv])},
+                                             indent=2) + "\n")
+    return 0 if all(r["returncode"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
