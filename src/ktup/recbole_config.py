@@ -17,6 +17,8 @@ from typing import Any
 from ktup.config import RECBOLE_ALIASES, Config, all_keys
 from ktup.errors import ConfigError
 
+SECTIONS = tuple(all_keys())
+
 #: Keys only RecBole configs have (besides the aliases): their presence marks a RecBole file.
 RECBOLE_ONLY = {
     "USER_ID_FIELD", "ITEM_ID_FIELD", "RATING_FIELD", "TIME_FIELD", "HEAD_ENTITY_ID_FIELD",
@@ -73,6 +75,9 @@ def from_recbole_dict(raw: dict[str, Any], source: str = "RecBole config") -> tu
             used.append(key)
         elif key in ours and not isinstance(value, dict):
             mapped[key] = value
+            used.append(key)
+        elif key in SECTIONS and isinstance(value, dict):   # a ktup section in a mixed file: strict as usual
+            mapped.update({f"{key}.{k}": v for k, v in value.items()})
             used.append(key)
         else:
             ignored.append(key)
