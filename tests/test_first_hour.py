@@ -298,3 +298,18 @@ def test_header_of_a_pre_split_dataset_says_given(tmp_path, tiny_dataset):
 def test_gitignore_keeps_exports_out():
     text = (Path(__file__).resolve().parents[1] / ".gitignore").read_text()
     assert "exports/" in text.split()
+
+
+@pytest.mark.integration
+def test_integration_tests_use_a_fetched_ml100k_when_no_shared_folder(shared_datasets, tmp_path, monkeypatch):
+    from conftest import shared_datasets_dir
+
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_datasets / "ml-100k", cache / "datasets" / "ml-100k")
+    monkeypatch.setenv("KTUP_SHARED_DATASETS", str(tmp_path / "absent"))
+    monkeypatch.setenv("KTUP_CACHE_DIR", str(cache))
+    found = shared_datasets_dir()
+    assert found == cache / "datasets"
+    assert (found / "ml-100k-recbole-split" / "ml-100k.train.inter").exists()   # built from the fetched copy
+    monkeypatch.setenv("KTUP_CACHE_DIR", str(tmp_path / "empty"))
+    assert shared_datasets_dir() is None

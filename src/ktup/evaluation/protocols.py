@@ -107,7 +107,9 @@ def describe_split(meta: Optional[dict[str, Any]]) -> Optional[str]:
         parts = ":".join(f"{x / small:g}" for x in r) + " "
     if method == "temporal":
         return f"temporal {parts}split per user (earliest first)"
-    return f"random {parts}split per user" + (f" (seed {seed})" if seed is not None else "")
+    if method in ("random", "ratio_per_user"):
+        return f"random {parts}split per user" + (f" (seed {seed})" if seed is not None else "")
+    return None   # not known (e.g. a split read back from a run without its description)
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (RECBOLE, PAPER)}

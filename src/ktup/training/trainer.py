@@ -169,6 +169,9 @@ class Trainer:
             "ktup_version": __version__, "status": "running", "split_hash": runs.split_hash(dataset),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": config.train.device,
             "epochs_done": 0, "best_epoch": None,
+            # how the split was made (a run rebuilt from split.npz says the same split in its results)
+            "split": runs.jsonable({k: v for k, v in ((getattr(dataset, "meta", None) or {}).get("split") or {}).items()
+                                    if k in ("method", "ratios", "seed")}),
         }
         info["nproc"] = dist_.info().world
         try:
