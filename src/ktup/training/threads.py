@@ -1,14 +1,17 @@
 """How many torch threads a run uses when ``train.threads`` is 0 (auto).
 
-An explicit ``train.threads=N`` always wins. Otherwise the choice is made from two measured facts
-(``benchmarks/threads.py``, figures in ``benchmarks/results/``):
+An explicit ``train.threads=N`` always wins. Otherwise (``benchmarks/threads.py``, figures in
+``benchmarks/results/threads-*.json``):
 
-* small models on small data gain nothing from intra-op threads: a ktup step on ml-100k
-  (batch 512, 4 negatives, embedding 64) is a few hundred microseconds of arithmetic, and the
-  cost of waking and joining threads is of the same order, so one thread is as fast or faster;
 * on a machine whose cores are already busy (load average ≥ cores), every extra thread competes
-  with the other work and OpenMP's spinning barriers make an epoch up to 10× slower than with one
-  thread.
+  with the other work and OpenMP's spinning barriers stall: measured on a shared 2-core machine
+  (load 4-8), two threads took 3.5-4.5x as long per step as one, for every size tried (the ml-100k
+  defaults up to batch 4096 x embedding 256), and a user saw 10x per epoch (issue 18);
+* small models gain little from intra-op threads even on idle cores: a ktup step on ml-100k
+  (batch 512, 4 negatives, embedding 64) is made of many small kernels whose thread start-up
+  costs as much as their arithmetic. The threshold below keeps the shipped ml-100k settings
+  (0.66 M) and batch 2048 x embedding 128 (1.3 M) at one thread; it was not tuned on an idle
+  machine (none was available), so it errs towards one thread.
 
 So: one thread when a step moves fewer than :data:`MIN_WORK_FOR_THREADS` numbers or when fewer
 than two cores are free; else the free cores (never more than torch's own default). The choice
