@@ -4,7 +4,6 @@ schedules do what they say, failures are clear."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
