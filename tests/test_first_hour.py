@@ -99,6 +99,13 @@ def test_typos_fail_before_torch_is_imported(args, says):
     assert "ktup.cli" in mods and "torch" not in mods
 
 
+def test_model_names_known_without_torch_match_the_registry():
+    from ktup.config import MODEL_NAMES
+    from ktup.models import MODELS
+
+    assert set(MODEL_NAMES) == set(MODELS)
+
+
 # ------------------------------------------------------------------ 4. RecBole users
 def test_recbole_names_are_aliases_with_a_note(capsys, monkeypatch):
     import ktup.config

@@ -90,6 +90,9 @@ class EvalConfig:
     kg_eval_max_triples: int = 1000   # KG link prediction on a seeded sample of this many triples (0 = all)
 
 
+#: Model names (the registry ktup.models.MODELS has the same; a test checks): known without torch.
+MODEL_NAMES = ("ktup", "tup", "transh", "transe", "bpr")
+
 #: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
 INDUCTIONS = ("soft", "hard", "expected")
 INFERENCES = ("induced", "expected")
@@ -190,7 +193,7 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        check_choice("model.model", m.model, MODEL_NAMES)
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ktup.config import RECBOLE_ALIASES, Config, all_keys
+from ktup.config import MODEL_NAMES, RECBOLE_ALIASES, Config, all_keys
 from ktup.errors import ConfigError
 
 SECTIONS = tuple(all_keys())
@@ -38,7 +38,7 @@ def _structured(key: str, value: Any, mapped: dict[str, Any]) -> bool:
     """RecBole settings with a nested value that carry one of ours; True when mapped."""
     if key == "model" and isinstance(value, str):
         name = value.lower()
-        if name in ("ktup", "tup", "transh", "transe", "bpr"):
+        if name in MODEL_NAMES:
             mapped["model.model"] = name
             return True
         return False
