@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,16 @@ from ktup.config import DataConfig, ModelConfig
 
 pytestmark = pytest.mark.integration
 
-SHARED = Path(os.environ.get("KTUP_SHARED_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-SPLIT = SHARED / "ml-100k-recbole-split"
+from conftest import SKIP_NO_DATA, shared_datasets_dir
+
+SHARED = shared_datasets_dir()
+SPLIT = (SHARED or Path("/nonexistent")) / "ml-100k-recbole-split"
 
 
 @pytest.fixture(scope="module")
 def rec():
     if not (SPLIT / "ml-100k.train.inter").exists():
-        pytest.skip(f"{SPLIT} not found (set KTUP_SHARED_DATASETS)")
+        pytest.skip(SKIP_NO_DATA)
     from ktup.data.builder import build_dataset
     from ktup.data.formats import read_dir
     from ktup.explain import Recommender

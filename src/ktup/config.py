@@ -88,8 +88,11 @@ class EvalConfig:
     user_batch_size: int = 512
     memory_budget_mb: int = 512
     kg_eval: bool = True              # link prediction for KG models at the end of training
-    kg_eval_max_triples: int = 0      # 0 = all test triples
+    kg_eval_max_triples: int = 1000   # KG link prediction on a seeded sample of this many triples (0 = all)
 
+
+#: Model names (the registry ktup.models.MODELS has the same; a test checks): known without torch.
+MODEL_NAMES = ("ktup", "tup", "transh", "transe", "bpr")
 
 #: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
 INDUCTIONS = ("soft", "hard", "expected")
@@ -191,7 +194,7 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        check_choice("model.model", m.model, MODEL_NAMES)
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))
@@ -242,6 +245,20 @@ class Config:
             raise ConfigError("train.rec_epochs, train.kg_epochs: at least one must be > 0")
 
 
+#: RecBole's names for settings ktup shares, accepted anywhere a key is (``--set``, YAML, Python)
+#: with a one-line note; RecBole's own spellings of our names (embedding_size, epochs, seed,
+#: weight_decay, valid_metric, margin) need no alias. See also :mod:`ktup.recbole_config`.
+RECBOLE_ALIASES = {
+    "learning_rate": "train.lr",
+    "train_batch_size": "train.batch_size",
+    "eval_batch_size": "eval.user_batch_size",   # RecBole counts rows; ktup counts users (memory stays bounded by eval.memory_budget_mb)
+    "stopping_step": "train.patience",
+    "eval_step": "train.eval_every",
+    "topk": "eval.ks",
+    "learner": "train.optimizer",
+    "data_path": "data.data_dir",
+}
+
 _SECTIONS = ("data", "model", "train", "eval")
 _SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
@@ -265,6 +282,10 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
             raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(name)}")
         return section, name
     owners = [s for s, c in _SECTION_TYPES.items() if key in _field_types(c)]
+    if not owners and key in RECBOLE_ALIASES:
+        target = RECBOLE_ALIASES[key]
+        _note(f"{source}: {key} is RecBole's name for {target}")
+        return tuple(target.split(".", 1))  # type: ignore[return-value]
     if not owners:
         raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key)}")
     if len(owners) > 1:
@@ -275,7 +296,7 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
 def _suggest(name: str) -> str:
     import difflib
 
-    every = [k for ks in all_keys().values() for k in ks]
+    every = [k for ks in all_keys().values() for k in ks] + list(RECBOLE_ALIASES)
     close = difflib.get_close_matches(name, every, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -345,6 +366,18 @@ def _finite(x: float, key: str, source: str) -> float:
     if not math.isfinite(x):
         raise ConfigError(f"{source}: {key}: must be a finite number, got {x}")
     return x
+
+
+_noted: set[str] = set()
+
+
+def _note(msg: str) -> None:
+    """One line on stderr, once per process (alias notes; stdout stays clean for --json/--jsonl)."""
+    if msg not in _noted:
+        _noted.add(msg)
+        import sys
+
+        print(f"ktup: note: {msg}", file=sys.stderr)
 
 
 def check_choice(key: str, value: str, options: tuple) -> None:

@@ -76,10 +76,12 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from ktup.data.registry import fetch_ml100k, resolve
+    from ktup.data.registry import build_recbole_split, fetch_ml100k, resolve
 
     if a.name == "ml-100k" and not a.data_dir:
         path = fetch_ml100k(force=a.force)
+    elif a.name == "ml-100k-recbole-split" and not a.data_dir:
+        path = build_recbole_split(force=a.force)
     else:
         path = resolve(a.name, a.data_dir).path
     print(path if path is not None else f"{a.name}: generated on the fly, nothing to fetch")

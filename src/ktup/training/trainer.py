@@ -82,8 +82,10 @@ class Trainer:
         self.dist = dist_.info()
         device_for(self.cfg.device)
         self.device = dist_.training_device(self.cfg.device, self.dist)
-        if self.cfg.threads > 0:
-            torch.set_num_threads(self.cfg.threads)
+        from ktup.training.threads import apply_threads
+
+        self.threads, self.threads_reason = apply_threads(self.cfg, config.model)
+        self.info["threads"] = self.threads
         # ranks > 0 write nothing: rank 0 owns the run directory
         self.progress = Progress(progress if self.dist.is_main else "quiet",
                                  run_dir / "train.log" if self.dist.is_main else None)
@@ -180,6 +182,9 @@ class Trainer:
             "ktup_version": __version__, "status": "running", "split_hash": runs.split_hash(dataset),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": config.train.device,
             "epochs_done": 0, "best_epoch": None,
+            # how the split was made (a run rebuilt from split.npz says the same split in its results)
+            "split": runs.jsonable({k: v for k, v in ((getattr(dataset, "meta", None) or {}).get("split") or {}).items()
+                                    if k in ("method", "ratios", "seed")}),
         }
         info["nproc"] = dist_.info().world
         try:
@@ -204,6 +209,7 @@ class Trainer:
                           f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}"
                           + (f", {self.dist.world} processes" if self.dist.enabled else "")
                           + (f", sparse updates of {', '.join(self.sparse_tables)}" if self.sparse_tables else ""))
+        self.progress.log(self._header_threads())
         return self
 
     @classmethod
@@ -270,7 +276,12 @@ class Trainer:
             if self.progress.mode != "bar" and di.is_main:  # a damaged checkpoint is always said
                 print(f"ktup: warning: {note}", file=sys.stderr, flush=True)
         self.progress.log(f"resuming {path} after epoch {self.epoch} (step {self.global_step})")
+        self.progress.log(self._header_threads())
         return self
+
+    def _header_threads(self) -> str:
+        return (f"threads: {self.threads} ({self.threads_reason}; set train.threads=N to choose)"
+                if self.device.type == "cpu" else f"device: {self.device}")
 
     # ---------------------------------------------------------------- validation
     def _setup_validation(self) -> None:
@@ -286,7 +297,7 @@ class Trainer:
             self.valid_kind = "kg" if len(self.dataset.kg_valid) else None
         self.valid_metric = metric
 
-    def _evaluate(self, split: str, kind: str) -> dict[str, Any]:
+    def _evaluate(self, split: str, kind: str, progress: bool = False) -> dict[str, Any]:
         from ktup import evaluation
 
         ec = self.config.eval
@@ -299,7 +310,8 @@ class Trainer:
                         user_batch_size=ec.user_batch_size, memory_budget_mb=ec.memory_budget_mb, di=self.dist)
                 else:
                     res = evaluation.evaluate_link_prediction(
-                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples)
+                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples,
+                        progress=progress)
         finally:
             self.model.train()
         return res
@@ -534,10 +546,15 @@ class Trainer:
             final["protocol"] = runs.jsonable(getattr(res, "protocol", self.config.eval.protocol))
             final["test_users"] = int(getattr(res, "n_users", 0))
         if self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
-            res = self._evaluate("test", "kg")
+            n_all, n_max = len(self.dataset.kg_test), self.config.eval.kg_eval_max_triples
+            which = (f"a seeded sample of {n_max} of the {n_all} test triples (eval.kg_eval_max_triples=0 for all)"
+                     if 0 < n_max < n_all else f"all {n_all} test triples")
+            self.progress.log(f"KG link prediction on {which} ...")
+            res = self._evaluate("test", "kg", progress=self.progress.mode == "bar")
             final["kg_test"] = runs.jsonable(res.summary)
             final["kg_protocol"] = {"name": "link prediction, filtered, realistic ties",
-                                    "max_triples": self.config.eval.kg_eval_max_triples}
+                                    "max_triples": n_max, "triples": res.n_triples, "triples_available": n_all,
+                                    "sample_seed": res.sample_seed}
         final["seconds"] = time.perf_counter() - t0
         final["run_dir"] = str(self.run_dir)
         if not self.dist.is_main:
