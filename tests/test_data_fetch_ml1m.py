@@ -93,10 +93,10 @@ def test_fetch_converts_the_published_layout(fake_source, capsys):
 
 def test_base_url_from_environment_and_cached_afterwards(fake_source, monkeypatch):
     monkeypatch.setenv(pearlm.BASE_URL_ENV, fake_source.as_uri())
-    dest = registry.fetch("ml1m-dbpedia")
+    dest = registry.fetch_dataset("ml1m-dbpedia")
     stamp = (dest / "ml1m-dbpedia.kg").stat().st_mtime_ns
     (fake_source / "kg_final.txt").unlink()                        # a second fetch uses the cache
-    assert registry.fetch("ml1m-dbpedia") == dest
+    assert registry.fetch_dataset("ml1m-dbpedia") == dest
     assert (dest / "ml1m-dbpedia.kg").stat().st_mtime_ns == stamp
 
 
@@ -125,6 +125,15 @@ def test_no_network_is_one_clear_line(fake_source, capsys):
     assert "e_map.txt: cannot reach http://127.0.0.1:9/pearlm/e_map.txt" in err and "check the network" in err
 
 
+def test_loading_by_name_fetches_when_not_cached(fake_source, monkeypatch, capsys):
+    """What `ktup train --dataset ml1m-dbpedia` does on a fresh machine: fetch, convert, load."""
+    monkeypatch.setenv(pearlm.BASE_URL_ENV, fake_source.as_uri())
+    ds = load_dataset(DataConfig(dataset="ml1m-dbpedia", dedup=False))
+    assert ds.meta["origin"] == "fetched" and len(ds.train) == 5 and ds.n_relations == 2
+    assert "downloading ml1m-dbpedia" in capsys.readouterr().err
+    assert load_dataset(DataConfig(dataset="ml1m-dbpedia", dedup=False)).meta["origin"] == "cache"
+
+
 def test_train_without_cache_names_the_fetch_command(fake_source):
     with pytest.raises(KtupError, match="run `ktup datasets fetch ml1m-dbpedia`"):
         registry.resolve("ml1m-dbpedia", fetch=False)
@@ -151,7 +160,7 @@ def test_fetch_from_a_mirror_equals_the_shared_atomic_files(shared_datasets, tmp
         pytest.skip("the shared pearlm-ml1m sources or ml1m-dbpedia files are absent")
     monkeypatch.setenv("KTUP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv(pearlm.BASE_URL_ENV, src.as_uri())
-    dest = registry.fetch("ml1m-dbpedia")
+    dest = registry.fetch_dataset("ml1m-dbpedia")
     names = sorted(p.name for p in ref.iterdir())
     assert sorted(p.name for p in dest.iterdir()) == names
     for n in names:                                   # same rows, same ids, same order

@@ -78,10 +78,10 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from ktup.data.registry import FETCHABLE, fetch, resolve
+    from ktup.data.registry import FETCHABLE, fetch_dataset, resolve
 
     if a.name in FETCHABLE and not a.data_dir:
-        path = fetch(a.name, force=a.force, base_url=a.base_url)
+        path = fetch_dataset(a.name, force=a.force, base_url=a.base_url)
     else:
         path = resolve(a.name, a.data_dir).path
     print(path if path is not None else f"{a.name}: generated on the fly, nothing to fetch")

@@ -107,7 +107,7 @@ def resolve(name: str, data_dir: Optional[str] = None, fetch: bool = True) -> Re
     if name in FETCHABLE:
         if not fetch:
             raise KtupError(f"{name} is not downloaded yet: run `ktup datasets fetch {name}`")
-        return Resolved(name, "dir", fetch(name), "fetched")
+        return Resolved(name, "dir", fetch_dataset(name), "fetched")
     if name == "ml-100k-recbole-split":
         raise KtupError("ml-100k-recbole-split is RecBole's exact split, available only in the project's shared data "
                         "folder (set KTUP_SHARED_DATASETS); it cannot be fetched. Use ml-100k (split=random, "
@@ -119,7 +119,7 @@ def resolve(name: str, data_dir: Optional[str] = None, fetch: bool = True) -> Re
 FETCHABLE = ("ml-100k", "ml1m-dbpedia")
 
 
-def fetch(name: str, force: bool = False, base_url: Optional[str] = None) -> Path:
+def fetch_dataset(name: str, force: bool = False, base_url: Optional[str] = None) -> Path:
     """Download ``name`` (one of :data:`FETCHABLE`) into the cache; returns its folder."""
     if name == "ml-100k":
         if base_url:
