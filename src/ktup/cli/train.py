@@ -79,7 +79,12 @@ def build_config(args) -> Config:
 
 def format_final(final: dict[str, Any], path) -> str:
     lines = []
-    stop = " (early stopping)" if final.get("stopped_early") else ""
+    if final.get("stopped_early"):
+        stop = " (converged: early stopping on valid)"
+    elif "stop_reason" in final:
+        stop = " (epoch cap reached before convergence)"
+    else:
+        stop = ""
     head = f"{final.get('model')} on {final.get('dataset')}: best epoch {final.get('best_epoch')} of {final.get('epochs')}{stop}"
     lines.append(head)
     if "test" in final:

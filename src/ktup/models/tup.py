@@ -111,8 +111,12 @@ class TUP(RecBoleInterface, Model):
                     rows = g.coalesce().indices()[0]
                     v = w.index_select(0, rows)
                     w.index_copy_(0, rows, v * (limit / v.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
-                else:
-                    w.mul_((limit / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
+                else:   # only the rows over the limit are rewritten (the others' factor is exactly 1)
+                    norms = w.norm(dim=1)
+                    rows = (norms > limit).nonzero()[:, 0]
+                    if rows.numel():
+                        factor = (limit / norms.index_select(0, rows).clamp_min(fn.EPS)).clamp_max(1.0)
+                        w.index_copy_(0, rows, w.index_select(0, rows) * factor[:, None])
 
     # ------------------------------------------------------------ the tables
     @property
@@ -164,7 +168,8 @@ class TUP(RecBoleInterface, Model):
         B = pos.shape[0]
         u = self.user(users)                                # (B, d): one gather per table per step
         items = self.item_vectors(torch.cat([pos, neg.reshape(-1)]))   # (B + B·n_neg, d)
-        i_pos, i_neg = items[:B], items[B:].reshape(*neg.shape, -1)
+        i_pos, i_neg = torch.split(items, [B, neg.numel()])   # split: no zero-filled slice gradients
+        i_neg = i_neg.reshape(*neg.shape, -1)
         d_pos = self._pair_vec(u, i_pos, noisy)[3] - self._item_bias(pos)   # (B,)
         if neg.dim() == 2:
             d_neg = self._pair_vec(u[:, None], i_neg, noisy)[3]   # (B, n_neg)

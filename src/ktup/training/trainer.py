@@ -503,6 +503,10 @@ class Trainer:
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
+            elif self.valid_kind is not None:
+                self.progress.log(f"stopped at the epoch cap train.epochs={cfg.epochs} before the convergence rule "
+                                  f"(train.patience={cfg.patience}) was met, best epoch {self.best_epoch}: "
+                                  "the run may not have converged; raise train.epochs or resume with --set epochs=N")
             if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
                 self._save_initial()
             final = self._finish()
@@ -537,6 +541,8 @@ class Trainer:
         final: dict[str, Any] = {"final": True, "run_id": self.info["run_id"], "model": self.model.name,
                                  "dataset": self.info["dataset"], "epochs": self.epoch, "steps": self.global_step,
                                  "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                                 "stop_reason": "patience" if self.stopped_early else "epoch cap",
+                                 "converged": bool(self.stopped_early),
                                  "valid_metric": self.valid_metric,
                                  "best_valid": None if self.best_metric is None else
                                  (-self.best_metric if self.valid_metric == "mr" else self.best_metric)}
