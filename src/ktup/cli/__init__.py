@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "ktup.cli.evaluate",    # ktup evaluate
     "ktup.cli.recommend",   # ktup recommend / explain / quickstart
     "ktup.cli.serve",       # ktup serve / export
+    "ktup.cli.tune",        # ktup tune
 )
 
 
