@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -223,6 +225,7 @@ class Objective:
         cfg = self.base.copy()
         run_dir = self.trials_dir / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             for key, p in self.space.items():
                 cfg.set(key, p.suggest(trial), source="search space")
@@ -361,6 +364,10 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     finally:
         for p in procs:
             p.join()
+    bad = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if bad:
+        raise KtupError(f"study {study.study_name}: worker process failed: {', '.join(bad)}; "
+                        "its finished trials are kept, run the same command again to resume")
     study = open_study(opts, base, space)
     if opts.keep == "best":
         prune_run_dirs(study)
