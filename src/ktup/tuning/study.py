@@ -172,7 +172,10 @@ def open_study(opts: TuneOptions, base: Config, space: dict[str, Param], create:
                                   "choose another --study name")
     elif not create:
         raise KtupError(f"study {name!r} not found in {url}")
-    sampler = optuna.samplers.TPESampler(seed=opts.sampler_seed + opts.worker_index)
+    # a resumed study must not replay the proposals of its first trials: the seed moves with its size
+    n_before = existing[name].n_trials if name in existing else 0
+    sampler = optuna.samplers.TPESampler(seed=opts.sampler_seed + opts.worker_index + 7919 * n_before,
+                                         constant_liar=True)  # workers in parallel: avoid proposing alike
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=make_pruner(opts),
                                     direction=direction(base), load_if_exists=True)
