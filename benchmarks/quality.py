@@ -89,7 +89,8 @@ def run_tuned(args, seeds: list[int], epochs: int) -> tuple[list[dict], dict]:
         sets += args.extra
         opts = TuneOptions(model=model, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
                            pruner=args.pruner, folder=str(Path(args.study_dir) / model), overrides=sets,
-                           seeds=len(seeds), keep="best", timeout=args.tune_timeout)
+                           seeds=len(seeds), keep="best", timeout=args.tune_timeout,
+                           warmup_epochs=args.warmup_epochs, startup_trials=args.startup_trials)
         t0 = time.perf_counter()
         summary = tune(opts)
         conf = summary.get("confirmation") or {"runs": []}
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tune every model with ktup tune (equal budget) and confirm the best with the seeds")
     ap.add_argument("--trials", type=int, default=20, help="--tuned: trial budget per model")
     ap.add_argument("--pruner", default="median", choices=("median", "halving", "none"), help="--tuned: pruner")
+    ap.add_argument("--warmup-epochs", type=int, default=0, help="--tuned: median pruner, epochs before pruning")
+    ap.add_argument("--startup-trials", type=int, default=3, help="--tuned: median pruner, trials before pruning")
     ap.add_argument("--tune-timeout", type=float, default=None, help="--tuned: seconds per study (no new trial after)")
     ap.add_argument("--dataset", default=DATASET, help="--tuned: dataset (default and the one reported: %(default)s)")
     ap.add_argument("--study-dir", default="tuning/quality", help="--tuned: folder of the studies (resumable)")
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                "versions": versions(), "total_seconds": total, "summary": summary, "runs": runs}
     if args.tuned:
         payload["tuning"] = {"trials_per_model": args.trials, "pruner": args.pruner, "objective": "valid ndcg@10",
+                             "pruner_warmup_epochs": args.warmup_epochs, "pruner_startup_trials": args.startup_trials,
                              "sampler": "TPE (seed 0)", "studies": studies,
                              "confirmation": f"best configuration x seeds {seeds}, test evaluated once per seed"}
     jpath = out / f"quality-{date}{suffix}.json"
