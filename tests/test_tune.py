@@ -163,7 +163,7 @@ def test_sigkill_then_rerun_resumes_the_study(tmp_path):
         except Exception:  # noqa: BLE001 - the study is still being created
             continue
         done = [t for t in trials if t.state.name == "COMPLETE"]
-        if done and any(t.state.name == "RUNNING" for t in trials):
+        if done and any(t.state.name == "RUNNING" and len(t.params) == 4 for t in trials):  # training
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
