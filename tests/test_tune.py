@@ -281,3 +281,14 @@ def test_bad_options_are_one_line_errors(tmp_path):
                     (dict(model="nope"), "model")):
         with pytest.raises(ConfigError, match=msg):
             tune(_opts(tmp_path, **kw))
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+    # they race to create its tables and version row; each must retry rather than fail
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = "import sys; from ktup.tuning.study import open_storage; open_storage(sys.argv[1], 30); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.decode().strip() == "ok", err.decode()[-2000:]

@@ -128,18 +128,26 @@ def open_storage(url: str, heartbeat: int):
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # several processes on one file: wait for the lock
-    try:
-        import optuna.storages as st
+    import optuna.storages as st
 
-        if hasattr(st, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
-            retry = {"heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-        else:
-            retry = {"failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1)}
-        return st.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=4 * heartbeat,
-                             **retry)
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of every kind: one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KtupError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {msg})") from None
+    if hasattr(st, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+        retry = {"heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+    else:
+        retry = {"failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1)}
+    for attempt in range(6):
+        try:
+            return st.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
+                                 grace_period=4 * heartbeat, **retry)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of every kind: one line
+            text = str(e)
+            # processes that start together on a new database race to create its tables: try again
+            if attempt < 5 and any(m in text for m in ("already exists", "database is locked", "UNIQUE constraint",
+                                                       "Duplicate", "duplicate key")):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+            raise KtupError(f"--storage {url}: cannot open the storage ({type(e).__name__}: {msg})") from None
+    raise AssertionError("unreachable")
 
 
 def make_pruner(opts: TuneOptions):
