@@ -273,6 +273,19 @@ def all_keys() -> dict[str, list[str]]:
     return {s: list(_field_types(c)) for s, c in _SECTION_TYPES.items()}
 
 
+def resolve_key(key: str, source: str = "config") -> str:
+    """The full ``section.name`` of a (possibly short) key; ``ConfigError`` if unknown or ambiguous."""
+    return ".".join(_resolve_key(str(key), source))
+
+
+def field_type(key: str) -> Any:
+    """The Python type of a full ``section.name`` key (``int``, ``float``, ``str``, ``bool``, ``tuple``)."""
+    section, name = key.split(".", 1)
+    t = _field_types(_SECTION_TYPES[section])[name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if typing.get_origin(t) is typing.Union and len(args) == 1 else t
+
+
 def _resolve_key(key: str, source: str) -> tuple[str, str]:
     if "." in key:
         section, name = key.split(".", 1)

@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "ktup.cli.recommend",   # ktup recommend / explain / quickstart
     "ktup.cli.serve",       # ktup serve / export
     "ktup.cli.runs",        # ktup runs [DIR]
+    "ktup.cli.tune",        # ktup tune
 )
 
 

@@ -44,7 +44,7 @@ class NonFiniteLoss(KtupError):
 
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
-          resume: Optional[str] = None, progress: str = "bar") -> runs.Run:
+          resume: Optional[str] = None, progress: str = "bar", on_eval=None, test: bool = True) -> runs.Run:
     """Train a model and return its :class:`~ktup.training.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
@@ -52,6 +52,10 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     ``out``: run directory (default ``runs/<model>-<dataset>-<timestamp>``).
     ``resume``: a run directory to continue from its ``checkpoints/last.pt``.
     ``progress``: ``bar`` | ``quiet`` | ``jsonl``.
+    ``on_eval``: called as ``on_eval(epoch, value, record)`` after each validation (``value`` is
+    ``train.valid_metric``, higher = better except ``mr``); an exception it raises stops the run
+    (hyperparameter search prunes trials this way, see ``ktup.tuning``).
+    ``test=False``: the test split is never evaluated (``final.json`` holds no test metrics).
     """
     tc = (config.train if config is not None else
           runs.read_config(runs.check_run_dir(resume)).train if resume is not None else Config().train)
@@ -64,6 +68,7 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
                 config = Config()
             config.validate()
             trainer = Trainer.for_new_run(config, dataset, out, progress)
+        trainer.on_eval, trainer.run_test = on_eval, test
         return trainer.fit()
     finally:
         dist_.shutdown(created)
@@ -71,6 +76,9 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 
 # ====================================================================== trainer
 class Trainer:
+    on_eval = None      # callback(epoch, value, record) after each validation (train(on_eval=...))
+    run_test = True     # False: never evaluate the test split (tuning)
+
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
         from ktup.models import build_model
 
@@ -343,7 +351,8 @@ class Trainer:
     def _mark_failed(self, e: BaseException) -> None:
         if not self.dist.is_main:
             return
-        self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        self.info["status"] = ("interrupted" if isinstance(e, KeyboardInterrupt)
+                               else getattr(e, "run_status", "failed"))  # e.g. "pruned" (ktup.tuning)
         self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         try:  # the disk may be full or gone: the original error is what the user must see
             self._write_info()
@@ -500,6 +509,8 @@ class Trainer:
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
                 self.progress.epoch_done(record)
+                if evaluate and self.on_eval is not None:
+                    self.on_eval(self.epoch, record["valid"][self.valid_metric], record)
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
@@ -546,12 +557,14 @@ class Trainer:
                                  "valid_metric": self.valid_metric,
                                  "best_valid": None if self.best_metric is None else
                                  (-self.best_metric if self.valid_metric == "mr" else self.best_metric)}
-        if self.uses_rec and len(self.dataset.test):
+        if not self.run_test:
+            final["test_evaluated"] = False
+        elif self.uses_rec and len(self.dataset.test):
             res = self._evaluate("test", "rec")
             final["test"] = {k: float(v) for k, v in res.summary.items()}
             final["protocol"] = runs.jsonable(getattr(res, "protocol", self.config.eval.protocol))
             final["test_users"] = int(getattr(res, "n_users", 0))
-        if self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
+        if self.run_test and self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
             n_all, n_max = len(self.dataset.kg_test), self.config.eval.kg_eval_max_triples
             which = (f"a seeded sample of {n_max} of the {n_all} test triples (eval.kg_eval_max_triples=0 for all)"
                      if 0 < n_max < n_all else f"all {n_all} test triples")
