@@ -305,7 +305,7 @@ def format_explanation(x: dict) -> str:
     for ent in ev["entities"][:3]:
         if ent["n_history"]:
             lines.append(
-                f"Evidence ({rel}): {_described(ent)} — also linked to {_titles(ent['history_items'], ent['n_history'])}, "
+                f"Evidence ({rel}): {ent['name']} — also linked to {_titles(ent['history_items'], ent['n_history'])}, "
                 f"{verb} ({ent['n_items']} items in all)."
             )
     if ev["direct_history"]:
