@@ -302,3 +302,23 @@ def test_explain_real_ktup_with_expected_score():
     weighted = sum(p["weight"] * p["score"] for p in x["preferences"])
     assert x["score"] == pytest.approx(weighted, rel=1e-5, abs=1e-6)
     assert x["top"]["logit"] == max(p["logit"] for p in x["preferences"])
+
+
+def test_relation_support_batch_equals_one_pair_and_paths():
+    """The batched KG support (benchmarks) equals the per-pair one (explanations), and a
+    relation has support exactly when paths_exist says it links the item to the history."""
+    from ktup.data.synthetic import generate
+    from ktup.explain.evidence import RelationSupport
+
+    d = generate(n_users=30, n_items=25, n_interactions=400, n_relations=3, values_per_relation=5, seed=3)
+    kg = np.concatenate([d.kg_all, [[0, 0, 1], [2, 1, 3]]])          # add direct item-item links
+    idx = EvidenceIndex(kg, d.item_entity, d.n_entities)
+    ptr, hist = d.train.csr()
+    us, its = np.repeat(np.arange(d.n_users), d.n_items), np.tile(np.arange(d.n_items), d.n_users)
+    batch = RelationSupport(idx, ptr, hist).support(us, its)
+    one = np.stack([idx.support(i, hist[ptr[u]:ptr[u + 1]]) for u, i in zip(us, its)])
+    np.testing.assert_allclose(batch, one)
+    for r in range(d.n_relations):
+        paths = idx.paths_exist(us, its, np.full(len(us), r), ptr, hist)
+        assert ((batch[:, r] > 0) == paths).all()
+    assert (batch > 0).any() and not (batch > 0).all()

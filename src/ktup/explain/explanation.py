@@ -158,7 +158,6 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
 
 def _named(rec: "Recommender", i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
     """The relation the explanation names (the post-hoc evidence step; module docstring)."""
-    d = rec.dataset
     idx = rec.evidence
     sup = idx.support(i, hist)                                    # (R,) by relation id
     rel_id = {p["preference"]: relations[p["preference"]] for p in prefs}
@@ -181,7 +180,7 @@ def _named(rec: "Recommender", i: int, hist: np.ndarray, prefs: list[dict], rela
 
 def _is_movies(name: str) -> bool:
     n = str(name).lower()
-    return n.startswith("ml-") or "movie" in n or "film" in n
+    return n.startswith(("ml-", "ml1m", "ml10m", "ml20m")) or "movie" in n or "film" in n
 
 
 def _config_induction(rec: "Recommender") -> Optional[str]:
