@@ -190,6 +190,7 @@ def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.n
         "deletion_random_median_drop": float(np.median(drop_rand)) if ok.any() else None,
         "deletion_cited_beats_random_fraction": float((drop_cited > drop_rand).mean()) if ok.any() else None,
         "mean_facts_removed": float(n_r[c_named[ok]].mean()) if ok.any() else None,
+        "mean_random_facts_removed": float((mask_full[vi] & ~mask_rand).sum(1)[c_named[ok]].mean()) if ok.any() else None,
         "agreement_named": agree(named),
         "agreement_model_top": agree(top),
         "agreement_kg_support_argmax": agree(sup_arg),
