@@ -51,6 +51,7 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
 
 
 @dataclass
@@ -219,6 +220,7 @@ class Config:
         _nonneg("model.num_preferences", m.num_preferences)
         _nonneg("model.max_norm", m.max_norm)
         _nonneg("model.user_max_norm", m.user_max_norm)
+        _nonneg("model.relation_alignment", m.relation_alignment)
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
