@@ -17,12 +17,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ml100k():
-    from conftest import shared_datasets_dir
+    from conftest import SKIP_NO_DATA, shared_datasets_dir
     from ktup.data import load_dataset
 
     d = shared_datasets_dir()
     if d is None or not (d / "ml-100k-recbole-split").is_dir():
-        pytest.skip("shared datasets folder not found (set KTUP_SHARED_DATASETS)")
+        pytest.skip(SKIP_NO_DATA)
     return load_dataset(DataConfig(dataset=str(d / "ml-100k-recbole-split"), split="given"))
 
 

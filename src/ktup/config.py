@@ -52,6 +52,7 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
     # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
     # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the
     # keys above are shared (or predate per-model options) and stay flat. Not a key itself.
@@ -65,7 +66,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 150
+    epochs: int = 1000                # a safety cap: runs stop by the convergence rule (patience) well before it
     schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
     rec_epochs: int = 1               # for schedule=epoch
@@ -82,7 +83,7 @@ class TrainConfig:
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
     eval_every: int = 1
     valid_metric: str = "ndcg@10"
-    patience: int = 20                # early stopping, in evaluations (0 = off); best epochs at lr 1e-3 were 72-84
+    patience: int = 20                # convergence rule: stop after this many evaluations without a better valid metric (0 = off: run to the cap); best epochs at lr 1e-3 were 72-84 on ml-100k
     init_from: tuple = ()             # run dirs to initialise from (tup / transh runs)
     seed: int = 2020
     device: str = "cpu"
@@ -99,8 +100,11 @@ class EvalConfig:
     user_batch_size: int = 512
     memory_budget_mb: int = 512
     kg_eval: bool = True              # link prediction for KG models at the end of training
-    kg_eval_max_triples: int = 0      # 0 = all test triples
+    kg_eval_max_triples: int = 1000   # KG link prediction on a seeded sample of this many triples (0 = all)
 
+
+#: Model names, known without torch: the names of the registry ktup.registry.MODELS.
+MODEL_NAMES = MODELS.choices()
 
 #: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
 INDUCTIONS = ("soft", "hard", "expected")
@@ -240,6 +244,7 @@ class Config:
         _nonneg("model.num_preferences", m.num_preferences)
         _nonneg("model.max_norm", m.max_norm)
         _nonneg("model.user_max_norm", m.user_max_norm)
+        _nonneg("model.relation_alignment", m.relation_alignment)
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
@@ -265,6 +270,20 @@ class Config:
         if t.schedule == "epoch" and t.rec_epochs + t.kg_epochs == 0:
             raise ConfigError("train.rec_epochs, train.kg_epochs: at least one must be > 0")
 
+
+#: RecBole's names for settings ktup shares, accepted anywhere a key is (``--set``, YAML, Python)
+#: with a one-line note; RecBole's own spellings of our names (embedding_size, epochs, seed,
+#: weight_decay, valid_metric, margin) need no alias. See also :mod:`ktup.recbole_config`.
+RECBOLE_ALIASES = {
+    "learning_rate": "train.lr",
+    "train_batch_size": "train.batch_size",
+    "eval_batch_size": "eval.user_batch_size",   # RecBole counts rows; ktup counts users (memory stays bounded by eval.memory_budget_mb)
+    "stopping_step": "train.patience",
+    "eval_step": "train.eval_every",
+    "topk": "eval.ks",
+    "learner": "train.optimizer",
+    "data_path": "data.data_dir",
+}
 
 _SECTIONS = ("data", "model", "train", "eval")
 _SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -296,6 +315,19 @@ def all_keys() -> dict[str, list[str]]:
     return {s: list(_field_types(c)) for s, c in _SECTION_TYPES.items()}
 
 
+def resolve_key(key: str, source: str = "config") -> str:
+    """The full ``section.name`` of a (possibly short) key; ``ConfigError`` if unknown or ambiguous."""
+    return ".".join(_resolve_key(str(key), source))
+
+
+def field_type(key: str) -> Any:
+    """The Python type of a full ``section.name`` key (``int``, ``float``, ``str``, ``bool``, ``tuple``)."""
+    section, name = key.split(".", 1)
+    t = _field_types(_SECTION_TYPES[section])[name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if typing.get_origin(t) is typing.Union and len(args) == 1 else t
+
+
 def _resolve_key(key: str, source: str) -> tuple[str, str]:
     if "." in key:
         section, name = key.split(".", 1)
@@ -305,6 +337,10 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
             raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(name)}")
         return section, name
     owners = [s for s, c in _SECTION_TYPES.items() if key in _field_types(c)]
+    if not owners and key in RECBOLE_ALIASES:
+        target = RECBOLE_ALIASES[key]
+        _note(f"{source}: {key} is RecBole's name for {target}")
+        return tuple(target.split(".", 1))  # type: ignore[return-value]
     if not owners:
         raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key)}")
     if len(owners) > 1:
@@ -315,7 +351,7 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
 def _suggest(name: str) -> str:
     import difflib
 
-    every = [k for ks in all_keys().values() for k in ks]
+    every = [k for ks in all_keys().values() for k in ks] + list(RECBOLE_ALIASES)
     close = difflib.get_close_matches(name, every, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -385,6 +421,18 @@ def _finite(x: float, key: str, source: str) -> float:
     if not math.isfinite(x):
         raise ConfigError(f"{source}: {key}: must be a finite number, got {x}")
     return x
+
+
+_noted: set[str] = set()
+
+
+def _note(msg: str) -> None:
+    """One line on stderr, once per process (alias notes; stdout stays clean for --json/--jsonl)."""
+    if msg not in _noted:
+        _noted.add(msg)
+        import sys
+
+        print(f"ktup: note: {msg}", file=sys.stderr)
 
 
 def check_choice(key: str, value: str, options: tuple) -> None:

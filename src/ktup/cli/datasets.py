@@ -30,6 +30,9 @@ def register(sub) -> None:
     fp.add_argument("name")
     fp.add_argument("--data-dir", default=None, help="check DIR/NAME (or DIR) instead of fetching")
     fp.add_argument("--force", action="store_true", help="download again even when cached")
+    fp.add_argument("--base-url", default=None, metavar="URL",
+                    help="ml1m-dbpedia: where the published files are (default: $KTUP_ML1M_DBPEDIA_BASE_URL or "
+                         "raw.githubusercontent.com at the pinned commit; file:// works)")
     fp.set_defaults(func=_fetch)
 
 
@@ -76,10 +79,12 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from ktup.data.registry import fetch_ml100k, resolve
+    from ktup.data.registry import FETCHABLE, build_recbole_split, fetch_dataset, resolve
 
-    if a.name == "ml-100k" and not a.data_dir:
-        path = fetch_ml100k(force=a.force)
+    if a.name == "ml-100k-recbole-split" and not a.data_dir:
+        path = build_recbole_split(force=a.force)
+    elif a.name in FETCHABLE and not a.data_dir:
+        path = fetch_dataset(a.name, force=a.force, base_url=a.base_url)
     else:
         path = resolve(a.name, a.data_dir).path
     print(path if path is not None else f"{a.name}: generated on the fly, nothing to fetch")

@@ -24,7 +24,7 @@ import torch
 
 from ktup.errors import KtupError
 from ktup.evaluation.metrics import METRICS, batch_gold, hit_matrix, ranking_metrics, summarise
-from ktup.evaluation.protocols import Protocol, get_protocol
+from ktup.evaluation.protocols import Protocol, describe_split, get_protocol
 from ktup.evaluation.topk import DEFAULT_TIE_SEED, merge_topk, topk_chunk
 
 
@@ -306,7 +306,7 @@ def evaluate_recommendation(
         per_user=per_user,
         users=eval_users,
         n_users=int(eval_users.size),
-        protocol=proto.parameters(),
+        protocol=proto.parameters(split_used=describe_split((getattr(dataset, "meta", None) or {}).get("split"))),
         split=split,
         ks=ks,
         n_excluded=n_excluded,

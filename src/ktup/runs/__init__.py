@@ -317,7 +317,10 @@ def load_run_dataset(run_dir: Path, config: Config, info: dict[str, Any]):
         except KtupError as e:
             raise RunError(f"{run_dir}: cannot reload dataset {config.data.dataset!r}: {e}") from None
         return apply_split(dataset, split_file)
-    return dataset_from_split(split_file, info.get("dataset", "dataset"))
+    dataset = dataset_from_split(split_file, info.get("dataset", "dataset"))
+    if isinstance(info.get("split"), dict) and info["split"].get("method"):
+        dataset.meta["split"] = dict(info["split"])   # how the saved split was made (run.json)
+    return dataset
 
 
 # ------------------------------------------------------------------ loading

@@ -127,6 +127,7 @@ def export_model(model: Any, dataset: Any, to: str | os.PathLike, *, config: Any
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o777 & ~_umask())   # mkdtemp makes it 0700; the export is a normal folder
     except OSError as e:
         blocker = next((q for q in target.parents if q.exists() and not q.is_dir()), None)
         why = f"{blocker} is a file, not a directory" if blocker is not None else (e.strerror or str(e))
@@ -188,6 +189,12 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, fmt: str = "npz", force: bool = False,

@@ -56,6 +56,9 @@ def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.O
         if cfg.optimizer in ("adam", "sparse_adam"):
             return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         cls = torch.optim.Adagrad if cfg.optimizer == "adagrad" else torch.optim.SGD
+        # torch's sparse Adagrad builds COO tensors from indices it made itself: say explicitly that
+        # they need no invariant checks (torch's default, which it otherwise warns about on every run)
+        torch.sparse.check_sparse_tensor_invariants.disable()
         return cls(params, lr=cfg.lr, weight_decay=0.0, foreach=False)
     cls = OPTIMIZERS.get(cfg.optimizer)
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)

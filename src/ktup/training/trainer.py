@@ -45,7 +45,8 @@ class NonFiniteLoss(KtupError):
 
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
-          resume: Optional[str] = None, progress: str = "bar", callbacks=()) -> runs.Run:
+          resume: Optional[str] = None, progress: str = "bar", on_eval=None, test: bool = True,
+          callbacks=()) -> runs.Run:
     """Train a model and return its :class:`~ktup.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
@@ -53,6 +54,10 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     ``out``: run directory (default ``runs/<model>-<dataset>-<timestamp>``).
     ``resume``: a run directory to continue from its ``checkpoints/last.pt``.
     ``progress``: ``bar`` | ``quiet`` | ``jsonl``.
+    ``on_eval``: called as ``on_eval(epoch, value, record)`` after each validation (``value`` is
+    ``train.valid_metric``, higher = better except ``mr``); an exception it raises stops the run
+    (hyperparameter search prunes trials this way, see ``ktup.tuning``).
+    ``test=False``: the test split is never evaluated (``final.json`` holds no test metrics).
     ``callbacks``: :class:`~ktup.training.callbacks.Callback` objects, after the trackers that
     ``train.trackers`` names (called on the process that writes the run).
     """
@@ -67,6 +72,7 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
                 config = Config()
             config.validate()
             trainer = Trainer.for_new_run(config, dataset, out, progress)
+        trainer.on_eval, trainer.run_test = on_eval, test
         trainer.set_callbacks(callbacks)
         return trainer.fit()
     finally:
@@ -76,6 +82,8 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 # ====================================================================== trainer
 class Trainer:
     callbacks: Callback = CallbackList(())
+    on_eval = None      # callback(epoch, value, record) after each validation (train(on_eval=...))
+    run_test = True     # False: never evaluate the test split (tuning)
 
     def set_callbacks(self, extra=()) -> None:
         """The trackers of ``train.trackers``, then ``extra``; none on ranks > 0 (rank 0 reports)."""
@@ -94,8 +102,10 @@ class Trainer:
         self.dist = dist_.info()
         device_for(self.cfg.device)
         self.device = dist_.training_device(self.cfg.device, self.dist)
-        if self.cfg.threads > 0:
-            torch.set_num_threads(self.cfg.threads)
+        from ktup.training.threads import apply_threads
+
+        self.threads, self.threads_reason = apply_threads(self.cfg, config.model)
+        self.info["threads"] = self.threads
         # ranks > 0 write nothing: rank 0 owns the run directory
         self.progress = Progress(progress if self.dist.is_main else "quiet",
                                  run_dir / "train.log" if self.dist.is_main else None)
@@ -192,6 +202,9 @@ class Trainer:
             "ktup_version": __version__, "status": "running", "split_hash": runs.split_hash(dataset),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": config.train.device,
             "epochs_done": 0, "best_epoch": None,
+            # how the split was made (a run rebuilt from split.npz says the same split in its results)
+            "split": runs.jsonable({k: v for k, v in ((getattr(dataset, "meta", None) or {}).get("split") or {}).items()
+                                    if k in ("method", "ratios", "seed")}),
         }
         info["nproc"] = dist_.info().world
         try:
@@ -216,6 +229,7 @@ class Trainer:
                           f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}"
                           + (f", {self.dist.world} processes" if self.dist.enabled else "")
                           + (f", sparse updates of {', '.join(self.sparse_tables)}" if self.sparse_tables else ""))
+        self.progress.log(self._header_threads())
         return self
 
     @classmethod
@@ -282,7 +296,12 @@ class Trainer:
             if self.progress.mode != "bar" and di.is_main:  # a damaged checkpoint is always said
                 print(f"ktup: warning: {note}", file=sys.stderr, flush=True)
         self.progress.log(f"resuming {path} after epoch {self.epoch} (step {self.global_step})")
+        self.progress.log(self._header_threads())
         return self
+
+    def _header_threads(self) -> str:
+        return (f"threads: {self.threads} ({self.threads_reason}; set train.threads=N to choose)"
+                if self.device.type == "cpu" else f"device: {self.device}")
 
     # ---------------------------------------------------------------- validation
     def _setup_validation(self) -> None:
@@ -298,7 +317,7 @@ class Trainer:
             self.valid_kind = "kg" if len(self.dataset.kg_valid) else None
         self.valid_metric = metric
 
-    def _evaluate(self, split: str, kind: str) -> dict[str, Any]:
+    def _evaluate(self, split: str, kind: str, progress: bool = False) -> dict[str, Any]:
         from ktup import evaluation
 
         ec = self.config.eval
@@ -312,7 +331,8 @@ class Trainer:
                         user_batch_size=ec.user_batch_size, memory_budget_mb=ec.memory_budget_mb, di=self.dist)
                 else:
                     res = evaluation.evaluate_link_prediction(
-                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples)
+                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples,
+                        progress=progress)
         finally:
             self.model.train()
         return res
@@ -344,7 +364,8 @@ class Trainer:
     def _mark_failed(self, e: BaseException) -> None:
         if not self.dist.is_main:
             return
-        self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        self.info["status"] = ("interrupted" if isinstance(e, KeyboardInterrupt)
+                               else getattr(e, "run_status", "failed"))  # e.g. "pruned" (ktup.tuning)
         self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         try:  # the disk may be full or gone: the original error is what the user must see
             self._write_info()
@@ -500,9 +521,15 @@ class Trainer:
                 self._write_info()
                 self.progress.epoch_done(record)
                 self.callbacks.on_epoch_end(self, record)
+                if evaluate and self.on_eval is not None:
+                    self.on_eval(self.epoch, record["valid"][self.valid_metric], record)
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
+            elif self.valid_kind is not None:
+                self.progress.log(f"stopped at the epoch cap train.epochs={cfg.epochs} before the convergence rule "
+                                  f"(train.patience={cfg.patience}) was met, best epoch {self.best_epoch}: "
+                                  "the run may not have converged; raise train.epochs or resume with --set epochs=N")
             if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
                 self._save_initial()
             final = self._finish()
@@ -542,19 +569,28 @@ class Trainer:
         final: dict[str, Any] = {"final": True, "run_id": self.info["run_id"], "model": self.model.name,
                                  "dataset": self.info["dataset"], "epochs": self.epoch, "steps": self.global_step,
                                  "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                                 "stop_reason": "patience" if self.stopped_early else "epoch cap",
+                                 "converged": bool(self.stopped_early),
                                  "valid_metric": self.valid_metric,
                                  "best_valid": None if self.best_metric is None else
                                  (-self.best_metric if self.valid_metric == "mr" else self.best_metric)}
-        if self.uses_rec and len(self.dataset.test):
+        if not self.run_test:
+            final["test_evaluated"] = False
+        elif self.uses_rec and len(self.dataset.test):
             res = self._evaluate("test", "rec")
             final["test"] = {k: float(v) for k, v in res.summary.items()}
             final["protocol"] = runs.jsonable(getattr(res, "protocol", self.config.eval.protocol))
             final["test_users"] = int(getattr(res, "n_users", 0))
-        if self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
-            res = self._evaluate("test", "kg")
+        if self.run_test and self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
+            n_all, n_max = len(self.dataset.kg_test), self.config.eval.kg_eval_max_triples
+            which = (f"a seeded sample of {n_max} of the {n_all} test triples (eval.kg_eval_max_triples=0 for all)"
+                     if 0 < n_max < n_all else f"all {n_all} test triples")
+            self.progress.log(f"KG link prediction on {which} ...")
+            res = self._evaluate("test", "kg", progress=self.progress.mode == "bar")
             final["kg_test"] = runs.jsonable(res.summary)
             final["kg_protocol"] = {"name": "link prediction, filtered, realistic ties",
-                                    "max_triples": self.config.eval.kg_eval_max_triples}
+                                    "max_triples": n_max, "triples": res.n_triples, "triples_available": n_all,
+                                    "sample_seed": res.sample_seed}
         final["seconds"] = time.perf_counter() - t0
         final["run_dir"] = str(self.run_dir)
         if not self.dist.is_main:
