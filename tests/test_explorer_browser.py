@@ -198,7 +198,7 @@ def test_ml100k_user_196_in_the_browser(ml100k_run, tmp_path):
         found = [(i, x) for i, x in xs if x["evidence"] and x["evidence"]["paths_found"]]
         assert found, "no top-10 item of user 196 has a KG path to the history"
         item, x = found[0]
-        rel = x["top"]["relation_name"]
+        rel = (x.get("named") or x["top"])["relation_name"]   # the relation the text names and the evidence follows
         panel = open_why(d, item)
         assert rel in panel.find_element(*by(".exp-text")).text
         graph = panel.find_element(*by("svg.evidence"))
