@@ -20,6 +20,7 @@ from ktup.errors import KtupError
 from ktup.evaluation.ranking import top_k_items
 from ktup.evaluation.topk import DEFAULT_TIE_SEED
 from ktup.explain.evidence import EvidenceIndex
+from ktup.explain.names import display_title
 from ktup.models.base import Model
 
 _ALL_SPLITS = ("train", "valid", "test")
@@ -133,7 +134,8 @@ class Recommender:
     ) -> list:
         """Top-``k`` items for one user (original id) or many (a list of original ids).
 
-        One user → a list of ``{"item", "title", "score", "rank"}`` dicts, best first; a list of
+        One user → a list of ``{"item", "title", "display_title", "score", "rank"}`` dicts, best first
+        (``title`` as the data has it, ``display_title`` with a trailing article put back in front); a list of
         users → a list of such lists in the same order. ``filter_seen`` drops the user's known
         interactions; ``exclude`` (original item ids) drops items for everyone; ``explain`` adds
         each item's explanation under ``"explanation"``.
@@ -150,7 +152,8 @@ class Recommender:
             for rank, (i, s) in enumerate(zip(top_i[row].tolist(), top_s[row].tolist()), start=1):
                 if i < 0:
                     break
-                rec = {"item": self.dataset.items.token(i), "title": self.dataset.item_title(i),
+                title = self.dataset.item_title(i)
+                rec = {"item": self.dataset.items.token(i), "title": title, "display_title": display_title(title),
                        "score": float(s), "rank": rank}
                 if explain:
                     rec["explanation"] = self._explain_ids(u, i)
