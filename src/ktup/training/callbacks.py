@@ -39,6 +39,20 @@ class Callback:
         pass
 
 
+class ProgressLogger(Callback):
+    """The epoch's line (bar, log or JSON line, as ``progress`` chose) and ``train.log``."""
+
+    def on_epoch_end(self, trainer, record) -> None:
+        trainer.progress.epoch_done(record)
+
+
+class Plots(Callback):
+    """``RUN/plots/loss.png`` and ``valid.png`` when the run ends (finished or failed)."""
+
+    def on_train_end(self, trainer, final, error=None) -> None:
+        trainer.write_plots()
+
+
 def _scalars(record: dict[str, Any]) -> dict[str, float]:
     out = {f"train/{k}": float(record[k]) for k in ("rec_loss", "kg_loss") if record.get(k) is not None}
     for k, v in (record.get("valid") or {}).items():

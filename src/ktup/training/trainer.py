@@ -29,7 +29,7 @@ from ktup.runs.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
-from ktup.training.callbacks import Callback, CallbackList, trackers_from_config
+from ktup.training.callbacks import CallbackList, Plots, ProgressLogger, trackers_from_config
 from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, joint_loss, n_batches
 
@@ -81,15 +81,18 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 
 # ====================================================================== trainer
 class Trainer:
-    callbacks: Callback = CallbackList(())
+    callbacks: Optional[CallbackList] = None   # set_callbacks() (fit() sets the defaults if nobody did)
     on_eval = None      # callback(epoch, value, record) after each validation (train(on_eval=...))
     run_test = True     # False: never evaluate the test split (tuning)
 
     def set_callbacks(self, extra=()) -> None:
-        """The trackers of ``train.trackers``, then ``extra``; none on ranks > 0 (rank 0 reports)."""
+        """Progress logging and plots, the trackers of ``train.trackers``, then ``extra``; none on
+        ranks > 0 (rank 0 reports)."""
         if not self.dist.is_main:
+            self.callbacks = CallbackList(())
             return
-        self.callbacks = CallbackList(trackers_from_config(self.config.train.trackers) + list(extra or ()))
+        self.callbacks = CallbackList([ProgressLogger(), Plots()] + trackers_from_config(self.config.train.trackers)
+                                      + list(extra or ()))
 
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
         from ktup.models import build_model
@@ -475,6 +478,8 @@ class Trainer:
             self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
         self.model.train()
         try:
+            if self.callbacks is None:
+                self.set_callbacks()
             self.callbacks.on_train_start(self)
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
@@ -519,8 +524,7 @@ class Trainer:
                     save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
-                self.progress.epoch_done(record)
-                self.callbacks.on_epoch_end(self, record)
+                self.callbacks.on_epoch_end(self, record)   # progress line, trackers, ...
                 if evaluate and self.on_eval is not None:
                     self.on_eval(self.epoch, record["valid"][self.valid_metric], record)
             if self.stopped_early:
@@ -536,9 +540,8 @@ class Trainer:
             self.callbacks.on_train_end(self, final)
         except BaseException as e:
             self._mark_failed(e)
-            self._plots()
-            try:   # a tracker's own failure must not hide the error that stopped the run
-                self.callbacks.on_train_end(self, None, e)
+            try:   # plots, trackers; their own failure must not hide the error that stopped the run
+                (self.callbacks or CallbackList([Plots()])).on_train_end(self, None, e)
             except Exception:
                 pass
             raise
@@ -600,10 +603,10 @@ class Trainer:
             f.write(json.dumps(final) + "\n")
         if self.progress.mode == "jsonl":
             print(json.dumps(final), flush=True)
-        self._plots()
         return final
 
-    def _plots(self) -> None:
+    def write_plots(self) -> None:
+        """``RUN/plots/*.png`` from ``metrics.jsonl`` (the :class:`Plots` callback calls it)."""
         if not self.dist.is_main:
             return
         try:
