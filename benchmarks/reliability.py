@@ -211,7 +211,7 @@ def checkpoints(tmp: Path, run: Path) -> Tally:
 
 
 def numerics(tmp: Path) -> Tally:
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     t = Tally("non-finite training")
     for name, sets in (("lr=1e38 sgd", ["lr=1e38", "optimizer=sgd"]), ("lr=1e30 adam", ["lr=1e30"]),
@@ -232,8 +232,8 @@ def numerics(tmp: Path) -> Tally:
 
 
 def disks(tmp: Path, run: Path) -> Tally:
-    import ktup.training.checkpoint as ck
-    from ktup.training.checkpoint import load_checkpoint
+    import ktup.runs.checkpoint as ck
+    from ktup.runs.checkpoint import load_checkpoint
 
     t = Tally("unwritable / full disk")
     blocker = tmp / "a-file"
@@ -323,7 +323,7 @@ def run_lock(tmp: Path, run: Path) -> Tally:
     """Item 5: two real writers on one run directory; a killed holder leaves no stale lock."""
     import subprocess
 
-    from ktup.training.lock import LOCK_NAME
+    from ktup.runs.lock import LOCK_NAME
 
     t = Tally("one writer per run (real processes)")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

@@ -186,7 +186,7 @@ def test_train_reads_a_recbole_config(tmp_path, capsys):
     p.write_text("dataset: synthetic-tiny\nlearning_rate: 0.005\nepochs: 1\nembedding_size: 8\nmetrics: [Recall]\n")
     out = tmp_path / "r"
     assert main(["train", "--config", str(p), "--quiet", "--out", str(out)]) == 0
-    from ktup.training.runs import read_config
+    from ktup.runs import read_config
 
     cfg = read_config(out)
     assert cfg.train.lr == 0.005 and cfg.model.embedding_size == 8

@@ -89,8 +89,8 @@ def test_quickstart_on_synthetic(tmp_path, capsys):
                  "--set", "embedding_size=8"]) == 0
     text = capsys.readouterr().out
     assert "protocol recbole" in text and "Top-10 for user" in text and "Why the first one" in text
-    from ktup.explain.quickstart import QUICK_LR
-    from ktup.training.runs import read_config
+    from ktup.cli.quickstart import QUICK_LR
+    from ktup.runs import read_config
     cfg = read_config(out)                                       # the short run's own lr; all else shipped
     shipped = Config()
     assert cfg.train.lr == QUICK_LR != shipped.train.lr
@@ -105,7 +105,7 @@ def test_run_saved_before_inference_existed_keeps_its_argmax_scores(ktup_run, tm
     scoring: loading it must reproduce that, not switch to today's default (expected)."""
     import shutil
 
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     new = load_run(ktup_run)
     assert new.config.model.inference == "expected" and new.model.scoring == "expected"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ktup.cli import main
-from ktup.training.lock import LOCK_NAME, RunLocked, lock_run_dir
+from ktup.runs.lock import LOCK_NAME, RunLocked, lock_run_dir
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
 TINY = ["--set", "embedding_size=8", "--set", "batch_size=64", "--set", "kg_batch_size=64", "--set", "threads=1",
@@ -104,7 +104,7 @@ def test_a_new_run_into_a_locked_directory_is_refused_and_nothing_is_removed(fin
     d.mkdir()
     (d / "keep.txt").write_text("mine")
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from ktup.training.lock import lock_run_dir; "
+                               "import sys, time; from ktup.runs.lock import lock_run_dir; "
                                f"l = lock_run_dir({str(d)!r}); print('locked', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True, env=ENV)
     try:

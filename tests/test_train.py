@@ -13,7 +13,7 @@ import torch
 from ktup.config import Config
 from ktup.errors import ConfigError, RunError
 from ktup.training import NonFiniteLoss, load_run, train
-from ktup.training.checkpoint import load_checkpoint
+from ktup.runs.checkpoint import load_checkpoint
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, step_pattern
 from test_train_support import one_thread, tiny_config, tiny_dataset
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from ktup.errors import ConfigError
+from ktup.registry import KG_SAMPLERS, MODELS, OPTIMIZERS, PROTOCOLS, SCHEDULES, SPLITS, TRACKERS
 
 
 @dataclass
@@ -28,7 +29,7 @@ class DataConfig:
     k_core: int = 0                   # iterative k-core on users and items (0 = off)
     drop_unlinked: bool = True        # RecBole's behaviour: drop items without a KG entity
     dedup: bool = True                # remove duplicate (user, item) and duplicate triples
-    split: str = "random"             # random | ratio_per_user (alias) | loo | temporal | given
+    split: str = "random"             # ktup.registry.SPLITS
     split_ratios: tuple = (0.8, 0.1, 0.1)
     kg_split_ratios: tuple = (0.9, 0.05, 0.05)
     split_seed: int = 2020
@@ -36,7 +37,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = "ktup"               # ktup | tup | transh | transe | bpr
+    model: str = "ktup"               # a name of ktup.registry.MODELS
     embedding_size: int = 64
     induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft | expected
     inference: str = "expected"       # expected (softmax-weighted mean of the K distances: the mean under hard induction's Gumbel-max choice; tuned best) | induced (argmax for hard, the spec)
@@ -52,23 +53,32 @@ class ModelConfig:
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
     relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
+    # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
+    # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the
+    # keys above are shared (or predate per-model options) and stay flat. Not a key itself.
+    options: dict = field(default_factory=dict, metadata={"nested": True})
+
+    def options_for(self, name: Optional[str] = None) -> Any:
+        """The options dataclass of model ``name`` (default: ``self.model``), with the values set here."""
+        name = name or self.model
+        return model_options_class(name)(**self.options.get(name, {}))
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 1000                # a safety cap: runs stop by the convergence rule (patience) well before it
-    schedule: str = "step"            # step (interleave by lambda) | epoch (alternate) | sum (paired batches)
+    schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
-    optimizer: str = "adam"           # adam | adagrad | sgd
+    optimizer: str = "adam"           # ktup.registry.OPTIMIZERS
     lr: float = 1e-3                  # with batch 512 and patience 20: tuned on ml-100k valid NDCG@10 (benchmarks/tuning/RESULTS.md)
     weight_decay: float = 1e-5
     grad_clip: float = 0.0            # 0 = off
     batch_size: int = 512             # recommendation batch
     kg_batch_size: int = 2048
     num_negatives: int = 4            # per positive (rec and KG); 4 beat 1 clearly, 8 barely beat 4 at 2x the time
-    kg_sampling: str = "uniform"      # uniform | bernoulli
+    kg_sampling: str = "uniform"      # ktup.registry.KG_SAMPLERS
     sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
     eval_every: int = 1
@@ -80,11 +90,12 @@ class TrainConfig:
     threads: int = 0                  # torch.set_num_threads (0 = torch's default)
     nproc: int = 1                    # processes for data-parallel training (ktup train --nproc)
     dist_backend: str = "auto"        # auto (nccl on cuda, gloo on cpu) | gloo | nccl
+    trackers: tuple = ()              # result trackers (ktup.registry.TRACKERS): tensorboard, mlflow
 
 
 @dataclass
 class EvalConfig:
-    protocol: str = "recbole"         # recbole | paper
+    protocol: str = "recbole"         # ktup.registry.PROTOCOLS
     ks: tuple = (10,)
     user_batch_size: int = 512
     memory_budget_mb: int = 512
@@ -92,8 +103,8 @@ class EvalConfig:
     kg_eval_max_triples: int = 1000   # KG link prediction on a seeded sample of this many triples (0 = all)
 
 
-#: Model names (the registry ktup.models.MODELS has the same; a test checks): known without torch.
-MODEL_NAMES = ("ktup", "tup", "transh", "transe", "bpr")
+#: Model names, known without torch: the names of the registry ktup.registry.MODELS.
+MODEL_NAMES = MODELS.choices()
 
 #: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
 INDUCTIONS = ("soft", "hard", "expected")
@@ -151,7 +162,10 @@ class Config:
         out = {}
         for sec in _SECTIONS:
             d = dataclasses.asdict(getattr(self, sec))
+            nested = d.pop("options", None) or {}
             out[sec] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+            for name, opts in nested.items():   # model: {..., cke: {reg_weight: 0.1}}
+                out[sec][name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
         return out
 
     def to_yaml(self) -> str:
@@ -166,6 +180,10 @@ class Config:
         for key, value in d.items():
             if key in _SECTIONS and isinstance(value, dict):
                 for k2, v2 in value.items():
+                    if key == "model" and k2 in MODELS and isinstance(v2, dict):   # a model's own options
+                        for k3, v3 in v2.items():
+                            self.set(f"model.{k2}.{k3}", v3, source=source)
+                        continue
                     self.set(f"{key}.{k2}", v2, source=source)
             else:
                 self.set(key, value, source=source)
@@ -173,6 +191,10 @@ class Config:
         return self
 
     def set(self, key: str, value: Any, source: str = "config") -> None:
+        if key.count(".") >= 2 and key.startswith("model."):             # model.<name>.<option>
+            _, model, opt = key.split(".", 2)
+            self.model.options.setdefault(model, {})[opt] = _model_option(model, opt, value, source)
+            return
         section, name = _resolve_key(key, source)
         obj = getattr(self, section)
         ftype = _field_types(type(obj))[name]
@@ -195,16 +217,18 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, MODEL_NAMES)
+        MODELS.check(m.model)
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))
         check_choice("model.combine", m.combine, ("sum", "mean"))
-        check_choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
-        check_choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
-        check_choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
-        check_choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
-        check_choice("eval.protocol", e.protocol, ("recbole", "paper"))
+        SCHEDULES.check(t.schedule)
+        OPTIMIZERS.check(t.optimizer)
+        KG_SAMPLERS.check(t.kg_sampling)
+        SPLITS.check(dc.split)
+        PROTOCOLS.check(e.protocol)
+        for name in t.trackers:
+            TRACKERS.check(name)
         _positive("model.embedding_size", m.embedding_size)
         _positive("train.batch_size", t.batch_size)
         _positive("train.kg_batch_size", t.kg_batch_size)
@@ -267,7 +291,23 @@ _SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig
 
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
+
+
+def model_options_class(name: str) -> type:
+    """``MODELS[name].Options``: the dataclass of a model's own options (imports the model, so torch)."""
+    return MODELS.get(name, "model").Options
+
+
+def _model_option(model: str, opt: str, value: Any, source: str) -> Any:
+    """``value`` coerced to the type model ``model`` declares for option ``opt``; unknown → ConfigError."""
+    key = f"model.{model}.{opt}"
+    MODELS.check(model, key)
+    types = _field_types(model_options_class(model))
+    if opt not in types:
+        known = ", ".join(types) or "none"
+        raise ConfigError(f"{source}: unknown config key {key!r} ({model}'s own options: {known})")
+    return _coerce(value, types[opt], key, source)
 
 
 def all_keys() -> dict[str, list[str]]:

@@ -332,7 +332,7 @@ def cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
 
 
 def fill_ids(argv: list[str], run: Path) -> list[str]:
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     r = load_run(run)
     u = r.dataset.users.tokens[0]

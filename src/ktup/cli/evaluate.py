@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ktup.errors import KtupError
+from ktup.registry import PROTOCOLS
 
 #: KG triples evaluated by default (a seeded sample; the full test split takes ~5x longer).
 DEFAULT_KG_SAMPLE = 1000
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `ktup train`")
     p.add_argument("--split", choices=("valid", "test"), default="test", help="split to evaluate (default: test)")
     p.add_argument("--k", default=None, help="cut-offs, comma separated (default: the run's eval.ks)")
-    p.add_argument("--protocol", default=None, help="recbole | paper (default: the run's eval.protocol)")
+    p.add_argument("--protocol", default=None, help=f"{PROTOCOLS.help()} (default: the run's eval.protocol)")
     p.add_argument("--checkpoint", default="best", help="best | last | a .pt file (default: best)")
     p.add_argument("--no-kg", action="store_true", help="skip KG link prediction")
     kg = p.add_mutually_exclusive_group()
@@ -59,7 +60,7 @@ def _finite(x):
 
 def run(args: argparse.Namespace) -> int:
     from ktup.evaluation import evaluate_link_prediction, evaluate_recommendation, get_protocol
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     ks_arg = parse_ks(args.k) if args.k is not None else None
     protocol_name = args.protocol

@@ -243,11 +243,11 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 # ===================================================================== quickstart
-QUICKSTART_EPOCHS = 5  # = ktup.explain.quickstart.QUICK_EPOCHS (kept here so --help needs no torch)
+QUICKSTART_EPOCHS = 5  # = ktup.cli.quickstart.QUICK_EPOCHS (kept here so --help needs no torch)
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    from ktup.explain.quickstart import quick_config, quickstart
+    from ktup.cli.quickstart import quick_config, quickstart
 
     quick_config(args.dataset, args.epochs, args.overrides, args.device)  # typos fail before torch loads
     return quickstart(dataset=args.dataset, epochs=args.epochs, out=args.out, user=args.user,

@@ -10,6 +10,7 @@ from typing import Any
 from ktup.config import Config
 from ktup.errors import ConfigError
 from ktup.recbole_config import load_config_file
+from ktup.registry import MODELS
 
 
 def register(sub) -> None:
@@ -24,7 +25,7 @@ def register(sub) -> None:
                "  ktup train --init-from runs/tup-... runs/transh-...")
     p.add_argument("--dataset", help="dataset name or path (default: ml-100k)")
     p.add_argument("--data-dir", help="directory holding the dataset files instead of the cache")
-    p.add_argument("--model", help="ktup | tup | transh | transe | bpr (default: ktup)")
+    p.add_argument("--model", help=f"{MODELS.help()} (default: ktup)")
     p.add_argument("--config", metavar="FILE", help="YAML config file: ktup's keys, or a RecBole config (its shared "
                                                      "settings mapped, the others listed as ignored)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -49,7 +50,7 @@ def build_config(args) -> Config:
     if args.resume:
         from pathlib import Path
 
-        from ktup.training.runs import check_run_dir, read_config
+        from ktup.runs import check_run_dir, read_config
 
         for flag in ("config", "dataset", "data_dir", "model", "seed", "init_from", "out"):
             if getattr(args, flag):

@@ -21,8 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ktup.data.builder import RawData, first_occurrence, merge_tokens
-from ktup.data.formats import _empty, unique_links
+from ktup.data.builder import RawData, empty_tokens, first_occurrence, merge_tokens, unique_links
 from ktup.data.tables import BOM, Col, Tokens, line_of_row, read_plain
 from ktup.errors import DataError
 
@@ -96,7 +95,7 @@ def read_ktup_authors(path: Path, name: Optional[str] = None) -> RawData:
             kg_parts.append(np.full(len(t["head"]), k, dtype=np.int8))
             files[f"kg_{p}"] = str(f)
 
-    link = {"item": _empty(), "entity": _empty()}
+    link = {"item": empty_tokens(), "entity": empty_tokens()}
     titles = None
     i2kg = path / "i2kg_map.tsv"
     if i2kg.exists():

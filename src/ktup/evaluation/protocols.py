@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ktup.errors import KtupError
+from ktup.registry import PROTOCOLS as _PROTOCOL_REGISTRY
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ PAPER = Protocol(
           "(DCG over the DCG of the same hits sorted to the top) and is not comparable to ndcg",
 )
 
+#: name → Protocol: the registry of :mod:`ktup.registry` (its entries point at the constants above).
+PROTOCOLS = _PROTOCOL_REGISTRY
+
+
 def describe_split(meta: Optional[dict[str, Any]]) -> Optional[str]:
     """The split a data set was actually given (``dataset.meta["split"]``) in words, or None."""
     if not isinstance(meta, dict) or not meta.get("method"):
@@ -112,13 +117,9 @@ def describe_split(meta: Optional[dict[str, Any]]) -> Optional[str]:
     return None   # not known (e.g. a split read back from a run without its description)
 
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (RECBOLE, PAPER)}
-
-
 def get_protocol(name: str | Protocol) -> Protocol:
     if isinstance(name, Protocol):
         return name
-    try:
-        return PROTOCOLS[str(name)]
-    except KeyError:
-        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})") from None
+    if str(name) not in PROTOCOLS:
+        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[str(name)]

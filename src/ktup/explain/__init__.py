@@ -3,7 +3,7 @@
 ``Recommender.load(run_dir)`` → ``recommend(users, k)``, ``explain(user, item)``,
 ``score(users, items)``. See :mod:`ktup.explain.recommender`.
 
-The names below are imported on first use, so ``ktup.explain.quickstart`` can check a command
+The names below are imported on first use, so ``ktup.cli.quickstart`` can check a command
 line before torch is loaded.
 """
 

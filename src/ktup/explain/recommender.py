@@ -21,6 +21,7 @@ from ktup.evaluation.ranking import top_k_items
 from ktup.evaluation.topk import DEFAULT_TIE_SEED
 from ktup.explain.evidence import EvidenceIndex
 from ktup.explain.names import display_title
+from ktup.models.base import Model
 
 _ALL_SPLITS = ("train", "valid", "test")
 
@@ -60,6 +61,9 @@ class Recommender:
         self.memory_budget_mb = int(memory_budget_mb)
         self.tie_seed = int(tie_seed)
         self.model.eval()
+        if isinstance(model, Model):       # duck-typed scorers (tests, adapters) have no hooks
+            with torch.no_grad():
+                model.prepare_inference()
         seen = Interactions.concat([dataset.split(s) for s in self.seen_splits])
         self._seen_indptr, self._seen_items = seen.csr()      # (U+1,), (n,) sorted per user
         self._evidence: Optional[EvidenceIndex] = None
@@ -68,7 +72,7 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu", **kwargs) -> "Recommender":
         """Open a run directory written by ``ktup train`` (its exact split, config and weights)."""
-        from ktup.training.runs import load_run
+        from ktup.runs import load_run
 
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
         return cls(run.model, run.dataset, device=device, run=run, **kwargs)

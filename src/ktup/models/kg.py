@@ -135,6 +135,13 @@ class TransH(KGScoringMixin, Model):
                    kg_constraint_weight=config.kg_constraint_weight)
 
 
+    def tables(self) -> dict[str, str]:
+        out = {"entity": "entities", "relation": "relations"}
+        if self.relation_norm is not None:
+            out["relation_norm"] = "relations"
+        return out
+
+
 class TransE(TransH):
     """TransE (Bordes et al., 2013): no hyperplanes; entities renormalised to unit length after
     each step (``constrain_``), as in the original algorithm, instead of soft constraints."""

@@ -119,6 +119,9 @@ class TUP(RecBoleInterface, Model):
                         w.index_copy_(0, rows, w.index_select(0, rows) * factor[:, None])
 
     # ------------------------------------------------------------ the tables
+    def tables(self) -> dict[str, str]:
+        return {"user": "users", "item": "items", "preference": "preferences", "preference_norm": "preferences"}
+
     @property
     def preference_relation(self) -> Optional[list[int]]:
         """KG relation bound to each preference; None: TUP's preferences are free."""
@@ -298,6 +301,9 @@ class KTUP(KGScoringMixin, TUP):
     def preference_relation(self) -> list[int]:
         return list(range(self.n_relations))
 
+    def tables(self) -> dict[str, str]:
+        return {**super().tables(), "entity": "entities", "relation": "relations", "relation_norm": "relations"}
+
     def constrain_(self) -> None:
         """Keep the padding entity at zero (an optimiser's weight decay could otherwise move it);
         with ``max_norm > 0`` also clip user, item and entity rows to the ball."""
@@ -351,12 +357,12 @@ class KTUP(KGScoringMixin, TUP):
                 _copy_table(self, other, name)
         elif isinstance(other, TUP):
             TUP.init_from(self, other)
-        elif getattr(other, "name", None) == "transh":
+        elif other.name == "transh":
             _copy_table(self, other, "entity", rows=self.n_entities)
             _copy_table(self, other, "relation")
             _copy_table(self, other, "relation_norm")
         else:
-            raise KtupError(f"ktup: cannot initialise from a {getattr(other, 'name', type(other).__name__)} model "
+            raise KtupError(f"ktup: cannot initialise from a {other.name} model "
                             "(tup, transh or ktup)")
         with torch.no_grad():   # an exact copy; only the padding entity is reset (max_norm applies from the first step)
             self.entity.weight[self.n_entities].zero_()

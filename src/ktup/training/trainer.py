@@ -1,7 +1,7 @@
 """The training loop: joint schedules, validation, early stopping, checkpoints, resume.
 
 ``train(config)`` builds the dataset and model, writes a run directory (see
-:mod:`ktup.training.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
+:mod:`ktup.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
 ``(seed, epoch)`` and checkpoints are taken at epoch boundaries, so ``train(resume=RUN)``
 continues a killed run to bitwise the same result as an uninterrupted one (on CPU).
 """
@@ -21,19 +21,20 @@ import torch
 from ktup.config import Config
 from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
-from ktup.training import runs
+from ktup import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
-from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
+from ktup.runs.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
-from ktup.training.lock import RunLock, lock_run_dir
+from ktup.runs.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
+from ktup.training.callbacks import CallbackList, Plots, ProgressLogger, trackers_from_config
 from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
-from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
+from ktup.training.schedule import KG, REC, SUM, epoch_plan, joint_loss, n_batches
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = {"train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
+RESUMABLE_KEYS = {"train.trackers", "train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
                   "train.nproc", "train.dist_backend"}
 RANK_STREAM = 4  # derived_seed(seed, RANK_STREAM, rank): the negatives of ranks > 0
 
@@ -44,8 +45,9 @@ class NonFiniteLoss(KtupError):
 
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
-          resume: Optional[str] = None, progress: str = "bar", on_eval=None, test: bool = True) -> runs.Run:
-    """Train a model and return its :class:`~ktup.training.runs.Run` (best checkpoint loaded).
+          resume: Optional[str] = None, progress: str = "bar", on_eval=None, test: bool = True,
+          callbacks=()) -> runs.Run:
+    """Train a model and return its :class:`~ktup.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
     ``dataset``: an in-memory :class:`KGDataset` (else ``load_dataset(config.data)``).
@@ -56,6 +58,8 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
     ``train.valid_metric``, higher = better except ``mr``); an exception it raises stops the run
     (hyperparameter search prunes trials this way, see ``ktup.tuning``).
     ``test=False``: the test split is never evaluated (``final.json`` holds no test metrics).
+    ``callbacks``: :class:`~ktup.training.callbacks.Callback` objects, after the trackers that
+    ``train.trackers`` names (called on the process that writes the run).
     """
     tc = (config.train if config is not None else
           runs.read_config(runs.check_run_dir(resume)).train if resume is not None else Config().train)
@@ -69,6 +73,7 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
             config.validate()
             trainer = Trainer.for_new_run(config, dataset, out, progress)
         trainer.on_eval, trainer.run_test = on_eval, test
+        trainer.set_callbacks(callbacks)
         return trainer.fit()
     finally:
         dist_.shutdown(created)
@@ -76,8 +81,18 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 
 # ====================================================================== trainer
 class Trainer:
+    callbacks: Optional[CallbackList] = None   # set_callbacks() (fit() sets the defaults if nobody did)
     on_eval = None      # callback(epoch, value, record) after each validation (train(on_eval=...))
     run_test = True     # False: never evaluate the test split (tuning)
+
+    def set_callbacks(self, extra=()) -> None:
+        """Progress logging and plots, the trackers of ``train.trackers``, then ``extra``; none on
+        ranks > 0 (rank 0 reports)."""
+        if not self.dist.is_main:
+            self.callbacks = CallbackList(())
+            return
+        self.callbacks = CallbackList([ProgressLogger(), Plots()] + trackers_from_config(self.config.train.trackers)
+                                      + list(extra or ()))
 
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
         from ktup.models import build_model
@@ -312,6 +327,7 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad():
+                self.model.prepare_inference()
                 if kind == "rec":  # users sharded over ranks when distributed, gathered: same numbers
                     res = dist_.evaluate_recommendation_sharded(
                         self.model, self.dataset, split, ks=self.ks, protocol=ec.protocol,
@@ -407,12 +423,7 @@ class Trainer:
                 if self.ddp is not None:
                     loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
                 else:
-                    rec_loss = self.model.rec_loss(*rec_args) if rec_args is not None else None
-                    kg_loss = self.model.kg_loss(*kg_args) if kg_args is not None else None
-                    if kind == SUM:
-                        loss = lam * rec_loss + (1.0 - lam) * kg_loss
-                    else:
-                        loss = rec_loss if kind == REC else kg_loss
+                    loss, rec_loss, kg_loss = joint_loss(self.model, rec_args, kg_args, lam)
                 if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
@@ -467,9 +478,14 @@ class Trainer:
             self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
         self.model.train()
         try:
+            if self.callbacks is None:
+                self.set_callbacks()
+            self.callbacks.on_train_start(self)
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
+                self.model.on_epoch_start(self.epoch)
                 record = self._run_epoch()
+                self.model.on_epoch_end(self.epoch)
                 if not finite_params(self.model):
                     raise NonFiniteLoss(f"non-finite weights after epoch {self.epoch + 1}, step {self.global_step}; "
                                         "training stopped, last good checkpoint kept; try a lower train.lr")
@@ -508,7 +524,7 @@ class Trainer:
                     save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
-                self.progress.epoch_done(record)
+                self.callbacks.on_epoch_end(self, record)   # progress line, trackers, ...
                 if evaluate and self.on_eval is not None:
                     self.on_eval(self.epoch, record["valid"][self.valid_metric], record)
             if self.stopped_early:
@@ -521,9 +537,13 @@ class Trainer:
             if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
                 self._save_initial()
             final = self._finish()
+            self.callbacks.on_train_end(self, final)
         except BaseException as e:
             self._mark_failed(e)
-            self._plots()
+            try:   # plots, trackers; their own failure must not hide the error that stopped the run
+                (self.callbacks or CallbackList([Plots()])).on_train_end(self, None, e)
+            except Exception:
+                pass
             raise
         self.info.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.info.pop("error", None)
@@ -583,10 +603,10 @@ class Trainer:
             f.write(json.dumps(final) + "\n")
         if self.progress.mode == "jsonl":
             print(json.dumps(final), flush=True)
-        self._plots()
         return final
 
-    def _plots(self) -> None:
+    def write_plots(self) -> None:
+        """``RUN/plots/*.png`` from ``metrics.jsonl`` (the :class:`Plots` callback calls it)."""
         if not self.dist.is_main:
             return
         try:

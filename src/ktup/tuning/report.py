@@ -181,7 +181,7 @@ def confirm(study, opts, base: Config, folder: Path) -> dict[str, Any]:
     Each seed is a normal run in ``confirm/seed-<S>``; a finished one is reused and an unfinished
     one resumed, so an interrupted confirmation continues where it stopped."""
     from ktup.training import train
-    from ktup.training.runs import read_json
+    from ktup.runs import read_json
 
     try:
         cfg = best_config(study, base)

@@ -120,7 +120,7 @@ def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[Optiona
     from the newest good one; training from an earlier epoch reproduces the same result, since
     each epoch's randomness derives from (seed, epoch).
     """
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     found: list[tuple[int, int, dict[str, Any], Path]] = []
     bad: list[str] = []
@@ -332,7 +332,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     import torch
 
     from ktup.models import build_model
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     path = check_run_dir(run_dir)
     info = read_json(path / "run.json")
@@ -356,6 +356,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
         raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} as config.yaml describes it "
                        f"({describe_load_error(e)})") from None
     model.to(device).eval()
+    with torch.no_grad():
+        model.prepare_inference()
     final = None
     if (path / "final.json").exists():
         final = read_json(path / "final.json")
@@ -397,7 +399,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def truncate_metrics(path: Path, epoch: int) -> None:
     """Drop lines a killed run wrote after its last checkpoint (and an old final line)."""
-    from ktup.training.checkpoint import atomic_write_text
+    from ktup.runs.checkpoint import atomic_write_text
 
     keep = [r for r in read_metrics(path) if not r.get("final") and r.get("epoch", 0) <= epoch]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
