@@ -35,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = "ktup"               # ktup | tup | transh | transe | bpr
+    model: str = "ktup"               # ktup | tup | transh | transe | bpr | transr | cke | cfkg | kgat
     embedding_size: int = 64
     induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft | expected
     inference: str = "expected"       # expected (softmax-weighted mean of the K distances: the mean under hard induction's Gumbel-max choice; tuned best) | induced (argmax for hard, the spec)
@@ -190,7 +190,7 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr"))
+        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr", "transr", "cke", "cfkg", "kgat"))
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))

@@ -23,7 +23,7 @@ def register(sub) -> None:
                "  ktup train --init-from runs/tup-... runs/transh-...")
     p.add_argument("--dataset", help="dataset name or path (default: ml-100k)")
     p.add_argument("--data-dir", help="directory holding the dataset files instead of the cache")
-    p.add_argument("--model", help="ktup | tup | transh | transe | bpr (default: ktup)")
+    p.add_argument("--model", help="ktup | tup | transh | transe | bpr | transr | cke | cfkg | kgat (default: ktup)")
     p.add_argument("--config", metavar="FILE", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set epochs=20 --set train.lr=0.002 (repeatable)")

@@ -2,10 +2,15 @@
 
 from ktup.models.base import Model  # noqa: F401
 from ktup.models.bpr import BPRMF
+from ktup.models.cfkg import CFKG
+from ktup.models.cke import CKE
+from ktup.models.kgat import KGAT
 from ktup.models.kg import TransE, TransH
+from ktup.models.transr import TransR
 from ktup.models.tup import KTUP, TUP
 
-MODELS: dict[str, type[Model]] = {"ktup": KTUP, "tup": TUP, "transh": TransH, "transe": TransE, "bpr": BPRMF}
+MODELS: dict[str, type[Model]] = {"ktup": KTUP, "tup": TUP, "transh": TransH, "transe": TransE, "bpr": BPRMF,
+                              "transr": TransR, "cke": CKE, "cfkg": CFKG, "kgat": KGAT}
 
 
 def build_model(model_cfg, dataset) -> Model:
@@ -19,4 +24,4 @@ def build_model(model_cfg, dataset) -> Model:
     return cls.build(model_cfg, dataset)
 
 
-__all__ = ["MODELS", "Model", "build_model", "KTUP", "TUP", "TransH", "TransE", "BPRMF"]
+__all__ = ["MODELS", "Model", "build_model", "KTUP", "TUP", "TransH", "TransE", "BPRMF", "TransR", "CKE", "CFKG", "KGAT"]

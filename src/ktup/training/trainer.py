@@ -323,6 +323,9 @@ class Trainer:
         ``record["planned_steps"]`` is the full epoch's step count)."""
         cfg, e = self.cfg, self.epoch
         t0, c0 = time.perf_counter(), time.process_time()
+        refresh = getattr(self.model, "refresh_attention", None)   # KGAT: per-epoch attention (until on_epoch_start)
+        if refresh is not None:
+            refresh()
         rnd = EpochRandom(cfg.seed, e, self.device)
         n_rec = n_batches(len(self.rec_users), cfg.batch_size) if self.uses_rec else 0
         kinds = epoch_plan(e, n_rec, self.kg_stream.batches_per_pass, self.uses_rec, self.uses_kg, cfg)
