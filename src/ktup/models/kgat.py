@@ -147,21 +147,23 @@ class KGAT(TransRScoring, Model):
     def _ego(self) -> torch.Tensor:
         return torch.cat([self.user.weight, self.entity.weight])           # (N, d): users, then nodes
 
-    def propagate(self) -> torch.Tensor:
-        """(N, d + Σ layer sizes): every node's concatenated layer outputs."""
+    def propagate(self, dropout: bool = False) -> torch.Tensor:
+        """(N, d + Σ layer sizes): every node's concatenated layer outputs (message dropout
+        only for the training loss: scores are deterministic in either mode)."""
         A = self._adj()
         ego = self._ego()
         outs = [ego]
         for w1, w2 in zip(self.w_sum, self.w_prod):
             side = torch.sparse.mm(A, ego)
             ego = F.leaky_relu(w1(ego + side), 0.2) + F.leaky_relu(w2(ego * side), 0.2)
-            ego = F.dropout(ego, self.dropout, self.training)
+            ego = F.dropout(ego, self.dropout, dropout)
             outs.append(F.normalize(ego, dim=1))
         return torch.cat(outs, 1)
 
     def _final_embeddings(self) -> torch.Tensor:
-        if self.training:
-            return self.propagate()
+        if self.training:                  # weights change between calls: no cache
+            with torch.no_grad():
+                return self.propagate()
         if self._final is None:
             with torch.no_grad():
                 self._final = self.propagate()
@@ -169,7 +171,7 @@ class KGAT(TransRScoring, Model):
 
     # ------------------------------------------------------------------ losses
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
-        final = self.propagate()
+        final = self.propagate(dropout=self.training)
         u = final[self._ids(users)]
         pos_i, neg = self._ids(pos_items), self._ids(neg_items)
         pos = (u * final[self.n_users + self.item_node[pos_i]]).sum(-1)
