@@ -174,3 +174,35 @@ def test_kgat_is_registered_with_its_flags():
         cls = MODELS[name]
         assert (cls.uses_rec, cls.uses_kg, cls.explains) == (rec, kg, False)
     assert MODELS["kgat"] is KGAT
+
+
+def test_export_reload_and_recommend(tmp_path):
+    """Each recommendation baseline: a run exports, reloads with equal scores, recommends, and
+    refuses to explain with the clear error (no preferences)."""
+    from ktup.errors import KtupError
+    from ktup.explain.recommender import Recommender
+    from ktup.serving.export import export_run, load_export
+    from ktup.training import load_run
+    from test_train_support import train_one_epoch_runs
+
+    paths = train_one_epoch_runs(tmp_path / "runs", ("cke", "cfkg", "kgat"), tiny_dataset, embedding_size=8)
+    for name, path in paths.items():
+        run = load_run(path)
+        model, ds = load_export(export_run(run.path, tmp_path / f"exp-{name}"))
+        users = torch.arange(ds.n_users)
+        with torch.no_grad():
+            assert torch.equal(model.score_all_items(users), run.model.score_all_items(users)), name
+        rec = Recommender(model, ds)
+        top = rec.recommend(ds.users.token(0), k=5)
+        assert len(top) == 5
+        with pytest.raises(KtupError, match="unavailable"):
+            rec.explain(ds.users.token(0), ds.items.token(0))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_sparse_updates_and_summed_schedule(name, tmp_path):
+    """Row-wise sparse updates (lookups give sparse gradients, KGAT's propagation dense ones) and
+    the summed joint schedule both train to finite weights."""
+    run = train(tiny_config(name, epochs=1, patience=0, sparse=True, schedule="sum"), dataset=tiny_dataset(),
+                out=str(tmp_path / "r"), progress="quiet")
+    assert all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
