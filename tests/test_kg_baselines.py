@@ -177,8 +177,12 @@ def test_kgat_is_registered_with_its_flags():
 
 
 def test_export_reload_and_recommend(tmp_path):
-    """Each recommendation baseline: a run exports, reloads with equal scores, recommends, and
-    refuses to explain with the clear error (no preferences)."""
+    """Each recommendation baseline: a run exports, reloads with equal scores, recommends, is
+    served over HTTP, and refuses to explain with the clear error (no preferences)."""
+    httpx = pytest.importorskip("httpx")
+    from ktup.serving.app import create_app
+    from ktup.serving.loading import load_recommender
+    from ktup.serving.server import BackgroundServer
     from ktup.errors import KtupError
     from ktup.explain.recommender import Recommender
     from ktup.serving.export import export_run, load_export
@@ -197,6 +201,11 @@ def test_export_reload_and_recommend(tmp_path):
         assert len(top) == 5
         with pytest.raises(KtupError, match="unavailable"):
             rec.explain(ds.users.token(0), ds.items.token(0))
+        served = load_recommender(path)
+        with BackgroundServer(create_app(served)) as srv, httpx.Client(base_url=srv.url, timeout=20) as client:
+            assert client.get("/health").json()["explains"] is False
+            got = client.get(f"/users/{ds.users.token(1)}/recommendations", params={"k": 4}).json()["recommendations"]
+            assert [r["item"] for r in got] == [r["item"] for r in served.recommend(ds.users.token(1), k=4)]
 
 
 @pytest.mark.parametrize("name", BASELINES)
