@@ -1,21 +1,23 @@
 """How faithful and how well-supported are KTUP's explanations? Measured, not asserted.
 
-Part 1 — synthetic data with planted relations (``ktup.data.synthetic``): every interaction was
-generated through one KG relation. Train ktup, induce the top preference of each held-out test
-interaction, and count how often its relation is the planted one, against
-  * chance (1/K),
-  * the globally most frequent planted relation in train,
-  * each user's most frequent planted relation in train (an oracle-fed baseline: it reads the
-    ground truth of the user's training interactions),
-  * KG overlap: the relation through which the test item shares most values with the user's
-    training items (no learning, no ground truth).
-Part 2 — ml-100k (RecBole's exact split, a short ktup run): the distribution of induced
-relations over test interactions, the fraction of top-10 recommendations with a KG evidence path
-to the user's history, timing of the batch recommend of every user, and three explanations.
+Part 1 — synthetic data with planted relations (``ktup.data.synthetic``, configurations in
+``PLANTED``, ``--seeds``): every interaction was generated through one KG relation. Train ktup
+(``--set KEY=VALUE`` model options, e.g. ``relation_alignment=0.3``) and count, over held-out
+test interactions, how often the relation equals the planted one for
+  * the model's own induced preference (``accuracy_ktup_top_relation``),
+  * the relation explanations name (post-hoc: model weight × KG support,
+    ``accuracy_ktup_posthoc_evidence``),
+against chance (1/K), the most frequent planted relation, each user's most frequent planted
+relation (oracle-fed), KG overlap, KG support alone, a latent-class EM, the best additive rule
+fitted on planted labels (the cap of KTUP's additive induction) and the Bayes ceiling with the
+generator's true parameters (``explain_anchors.py``); with test NDCG@10 of the run.
+Part 2 — a real run (ml-100k by default; ``--real-dataset ml1m-dbpedia``, or ``--run-dir`` of a
+finished run): induced relations over test interactions, timing of the batch recommend, and
+coverage, deletion fidelity and agreement of the named relation over top-10 lists
+(``explain_fidelity.py``).
 
-    python benchmarks/explain_quality.py                 # both parts
-    python benchmarks/explain_quality.py --part synthetic --epochs 30
-    python benchmarks/explain_quality.py --part ml-100k --ml-epochs 5 --run-dir runs/explain-bench
+    python benchmarks/explain_quality.py --part synthetic --planted small small-noise0.2 --seeds 7 8 9
+    python benchmarks/explain_quality.py --part ml-100k --run-dir RUN --fidelity-users 200 --out res.json
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # explain_fidelity.py
 
 from ktup.config import Config
 from ktup.explain import Recommender, relation_name
@@ -79,15 +83,48 @@ def kg_overlap_relation(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return score.argmax(axis=1)
 
 
-def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "soft") -> dict:
+def posthoc_relations(model, d, users, items, hist_indptr, hist_items, batch: int = 8192):
+    """The post-hoc evidence step: per pair ``argmax_r log p_model(r) + log support(r)`` over the
+    relations with a KG path to the history (the model's own choice where none has one)."""
+    from ktup.explain.evidence import EvidenceIndex, RelationSupport
+
+    rs = RelationSupport(EvidenceIndex(d.kg_all, d.item_entity, d.n_entities), hist_indptr, hist_items)
+    rel_of = np.asarray(model.preference_relation, dtype=np.int64)
+    out, sup_only = [], []
+    with torch.no_grad():
+        for s in range(0, len(users), batch):
+            ub, ib = users[s:s + batch], items[s:s + batch]
+            logp = torch.log_softmax(model.preference_logits(torch.as_tensor(ub), torch.as_tensor(ib)).double(), 1).numpy()
+            sup = rs.support(ub, ib)[:, rel_of]                          # (B, K) in preference order
+            comb = np.where(sup > 0, logp + np.log(np.maximum(sup, 1e-300)), -np.inf)
+            k = np.where(np.isfinite(comb).any(1), comb.argmax(1), logp.argmax(1))
+            out.append(rel_of[k])
+            sup_only.append(rel_of[sup.argmax(1)])
+    return np.concatenate(out), np.concatenate(sup_only)
+
+
+#: Planted configurations (ktup.data.synthetic.generate arguments) measured by part 1.
+PLANTED = {
+    "small": dict(n_users=500, n_items=300, n_interactions=15_000, n_relations=6, values_per_relation=12),
+    "small-noise0.2": dict(n_users=500, n_items=300, n_interactions=15_000, n_relations=6, values_per_relation=12,
+                           noise=0.2),
+    "small-12rel": dict(n_users=500, n_items=300, n_interactions=15_000, n_relations=12, values_per_relation=12),
+    "small-40val": dict(n_users=500, n_items=300, n_interactions=15_000, n_relations=6, values_per_relation=40),
+    "dense-40val": dict(n_users=500, n_items=300, n_interactions=40_000, n_relations=6, values_per_relation=40),
+}
+
+
+def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "soft", planted: str = "small",
+                   model_options: dict | None = None) -> dict:
     from ktup.data.synthetic import generate
     from ktup.training import train
 
-    d = generate(n_users=500, n_items=300, n_interactions=15_000, n_relations=6, values_per_relation=12, seed=seed)
+    d = generate(**PLANTED[planted], seed=seed)
     K = d.n_relations
-    cfg = Config.from_dict({"model": {"model": "ktup", "embedding_size": 32, "induction": induction},
+    cfg = Config.from_dict({"model": {"model": "ktup", "embedding_size": 32, "induction": induction,
+                                      **(model_options or {})},
                             "train": {"epochs": epochs, "batch_size": 512, "kg_batch_size": 256, "lr": lr,
-                                      "seed": seed, "patience": 0},
+                                      "seed": seed, "patience": 0, "threads": 1},
                             "eval": {"kg_eval": False}})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,23 +135,41 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
     ok = planted_te >= 0                                                     # drop noise interactions
     u, i, truth = d.test.users[ok], d.test.items[ok], planted_te[ok]
     top, weight, w_truth = induced_relations(run.model, u, i, truth=truth)
+    tr_ptr, tr_items = d.train.csr()                                         # history = train only (no leakage)
+    post, sup_only = posthoc_relations(run.model, d, u, i, tr_ptr, tr_items)
+    with torch.no_grad():   # the model's posterior over preferences: prior weight × exp(score under k)
+        ut, it = torch.as_tensor(u), torch.as_tensor(i)
+        resp = (torch.log_softmax(run.model.preference_logits(ut, it).double(), 1)
+                + run.model.score_pairs_per_preference(ut, it).double()).argmax(1).numpy()
+    resp = np.asarray(run.model.preference_relation)[resp]
     glob = np.bincount(planted_tr[planted_tr >= 0], minlength=K).argmax()
     per_user = np.zeros((d.n_users, K), dtype=np.int64)
     m = planted_tr >= 0
     np.add.at(per_user, (d.train.users[m], planted_tr[m]), 1)
     user_mode = np.where(per_user.sum(1) > 0, per_user.argmax(1), glob)
     kg_rel = kg_overlap_relation(d, u, i)
+    from explain_anchors import additive_oracle, bayes_ceiling, latent_class_em
+
+    em_rel = latent_class_em(d, u, i).argmax(1)
     res = {
+        "planted": planted, "generator": PLANTED[planted], "seed": seed,
+        "model_options": model_options or {},
         "dataset": d.info(), "epochs": epochs, "lr": lr, "induction": induction, "train_seconds": round(train_s, 1),
         "test_metrics": run.final.get("test") if run.final else None,
         "test_interactions": int(ok.sum()), "K": K,
         "accuracy_ktup_top_relation": float((top == truth).mean()),
+        "accuracy_ktup_posthoc_evidence": float((post == truth).mean()),
+        "accuracy_ktup_responsibility": float((resp == truth).mean()),
         "mean_weight_of_top": float(weight.mean()),
         "mean_weight_on_planted": float(w_truth.mean()),
         "chance": 1.0 / K,
         "baseline_global_most_frequent": float((glob == truth).mean()),
         "baseline_user_most_frequent_planted": float((user_mode[u] == truth).mean()),
         "baseline_kg_overlap": float((kg_rel == truth).mean()),
+        "baseline_kg_support": float((sup_only == truth).mean()),
+        "baseline_latent_class_em": float((em_rel == truth).mean()),
+        "cap_additive_oracle": additive_oracle(d, K, u, i, truth),
+        "ceiling_bayes_true_parameters": bayes_ceiling(PLANTED[planted], seed, d, u, i, truth),
         "induced_distribution": {d.relations.token(r): int(c) for r, c in
                                  enumerate(np.bincount(top, minlength=K))},
         "planted_distribution": {d.relations.token(r): int(c) for r, c in
@@ -123,15 +178,16 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
     return res
 
 
-def part_ml100k(epochs: int, run_dir: str | None) -> dict:
+def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbole-split",
+                fidelity_users: int = 943, refit_steps: int = 30, options: dict | None = None) -> dict:
     from ktup.training import load_run, train
 
     if run_dir and (Path(run_dir) / "checkpoints" / "best.pt").exists():
         run = load_run(run_dir)
         train_s = None
     else:
-        cfg = Config.from_dict({"data": {"dataset": "ml-100k-recbole-split", "split": "given"},
-                                "train": {"epochs": epochs}, "eval": {"kg_eval": False}})
+        cfg = Config.from_dict({"data": {"dataset": dataset, "split": "given"}, "model": dict(options or {}),
+                                "train": {"epochs": epochs, "threads": 1}, "eval": {"kg_eval": False}})
         t0 = time.perf_counter()
         out = run_dir or tempfile.mkdtemp(prefix="ktup-explain-bench-")
         run = train(cfg, out=out, progress="quiet")
@@ -169,7 +225,24 @@ def part_ml100k(epochs: int, run_dir: str | None) -> dict:
     found, t_paths = timed(lambda: rec.evidence.paths_exist(uu, ii, rr, rec._seen_indptr, rec._seen_items))
     linked = d.item_entity[ii] >= 0
     rec_dist = Counter(relation_name(d.relations.token(r)) for r in rr.tolist())
+    # coverage, deletion fidelity, agreement (benchmarks/explain_fidelity.py) on a user sample
+    from explain_fidelity import coverage_metrics, deletion_metrics, named_relations
+
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(d.n_users, size=min(fidelity_users, d.n_users), replace=False))
+    fu = np.repeat(sample, top_i.shape[1])
+    fi = top_i[sample].reshape(-1)
+    fu, fi = fu[fi >= 0], fi[fi >= 0]
+    (ftop, fnamed, fsup), t_named = timed(lambda: named_relations(model, rec, fu, fi))
+    fidelity = {"users": int(len(sample)), "protocol": "top-10 of each sampled user (seen items left out); "
+                "history = train+valid+test interactions; relations named by the post-hoc KG-support step",
+                **coverage_metrics(rec, fu, fi, fnamed, ftop, fsup)}
+    dm, t_del = timed(lambda: deletion_metrics(model, d, fu, fi, fnamed, ftop, fsup, steps=refit_steps))
+    fidelity.update(dm)
+    fidelity["wall_cpu_seconds_named"] = t_named
+    fidelity["wall_cpu_seconds_deletion"] = t_del
     return {
+        "fidelity": fidelity,
         "run": str(run.path), "train_seconds": None if train_s is None else round(train_s, 1),
         "epochs": run.info.get("epochs_done"), "test_metrics": (run.final or {}).get("test"),
         "test_interactions": int(len(d.test)),
@@ -193,18 +266,48 @@ def main(argv=None) -> int:
     ap.add_argument("--part", choices=("all", "synthetic", "ml-100k"), default="all")
     ap.add_argument("--epochs", type=int, default=30, help="synthetic training epochs")
     ap.add_argument("--lr", type=float, default=5e-3, help="synthetic learning rate")
-    ap.add_argument("--induction", choices=("soft", "hard"), default="soft", help="synthetic run's induction")
+    ap.add_argument("--induction", choices=("soft", "hard", "expected"), default="soft", help="synthetic run's induction")
+    ap.add_argument("--planted", nargs="+", default=["small"], choices=sorted(PLANTED), help="planted configurations")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="synthetic seeds (default: --seed)")
+    ap.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="model option for the synthetic runs, repeatable (e.g. --set relation_alignment=1)")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
     ap.add_argument("--ml-epochs", type=int, default=5, help="ml-100k training epochs")
+    ap.add_argument("--real-dataset", default="ml-100k-recbole-split", help="real data set of part 2 (e.g. ml1m-dbpedia)")
+    ap.add_argument("--fidelity-users", type=int, default=943, help="users sampled for coverage/deletion/agreement")
+    ap.add_argument("--refit-steps", type=int, default=30, help="Adam steps of the entity refit (deletion fidelity)")
     ap.add_argument("--run-dir", default=None, help="ml-100k run directory (reused when finished)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     out = {}
     if args.part in ("all", "synthetic"):
-        out["synthetic"] = part_synthetic(args.epochs, args.seed, args.lr, args.induction)
-        print(json.dumps({"synthetic": out["synthetic"]}, indent=2), flush=True)
+        opts = {}
+        for kv in args.options:
+            k, v = kv.split("=", 1)
+            opts[k] = json.loads(v) if v.replace(".", "", 1).replace("-", "", 1).isdigit() or v in ("true", "false") else v
+        out["synthetic"] = []
+        for planted in args.planted:
+            for seed in args.seeds or [args.seed]:
+                r = part_synthetic(args.epochs, seed, args.lr, args.induction, planted, opts)
+                out["synthetic"].append(r)
+                print(json.dumps({k: r[k] for k in ("planted", "seed", "model_options", "induction", "train_seconds",
+                                                    "accuracy_ktup_top_relation", "accuracy_ktup_posthoc_evidence",
+                                                    "accuracy_ktup_responsibility",
+                                                    "mean_weight_of_top", "chance", "baseline_kg_overlap",
+                                                    "baseline_kg_support", "baseline_latent_class_em", "cap_additive_oracle",
+                                                    "ceiling_bayes_true_parameters", "baseline_user_most_frequent_planted")}
+                                 | {"test_ndcg@10": (r["test_metrics"] or {}).get("ndcg@10")}), flush=True)
     if args.part in ("all", "ml-100k"):
-        out["ml-100k"] = part_ml100k(args.ml_epochs, args.run_dir)
+        opts_real = {}
+        for kv in args.options:
+            k, v = kv.split("=", 1)
+            opts_real[k] = json.loads(v) if v.replace(".", "", 1).replace("-", "", 1).isdigit() or v in ("true", "false") else v
+        out["ml-100k"] = part_ml100k(args.ml_epochs, args.run_dir, args.real_dataset, args.fidelity_users,
+                                     args.refit_steps, opts_real)
         print(json.dumps({"ml-100k": out["ml-100k"]}, indent=2), flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"argv": sys.argv[1:], **out}, indent=2))
     return 0
 
 

@@ -128,7 +128,7 @@ def resume(out: Path) -> tuple[int, str]:
 def same_result(out: Path, ref: dict[str, Any]) -> tuple[bool, str]:
     import torch
 
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     try:
         final = json.loads((out / "final.json").read_text())
@@ -177,7 +177,7 @@ def trial(root: Path, k: int, trigger: dict[str, Any], ref: dict[str, Any]) -> d
 
 def _ckpt_epoch(out: Path) -> Optional[int]:
     from ktup.errors import RunError
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     try:
         return int(load_checkpoint(out / "checkpoints" / "last.pt")["epoch"])

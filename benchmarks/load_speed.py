@@ -1,12 +1,14 @@
 """How fast datasets load, and at what memory cost.
 
-    python benchmarks/load_speed.py                 # ml-100k (cached) + synthetic 20M rows / 1M triples
-    python benchmarks/load_speed.py --skip-large    # ml-100k only
+    python benchmarks/load_speed.py                 # ml-100k, ml1m-dbpedia (cached) + synthetic 20M rows / 1M triples
+    python benchmarks/load_speed.py --skip-large    # ml-100k and ml1m-dbpedia only
     python benchmarks/load_speed.py --rows 2000000  # a smaller large case
 
 Each load runs in a fresh subprocess, so the peak RSS printed is that load's alone
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` inside the child, imports included). Targets:
-ml-100k well under a second; 20M-row ``.inter`` + 1M-triple ``.kg`` under 30 s and 4 GB.
+ml-100k well under a second; ml1m-dbpedia (932k interactions, 193k triples) under 2 s from the
+cache (when it is not cached yet, it is fetched first into a temporary cache from
+``$KTUP_ML1M_DBPEDIA_BASE_URL`` or the shared sources mirror, and that time is printed too); 20M-row ``.inter`` + 1M-triple ``.kg`` under 30 s and 4 GB.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ print(json.dumps({"import_s": t1 - t0, "load_s": times, "info": ds.info(),
 """
 
 
-def run_child(cfg: dict, repeat: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(repeat)], capture_output=True, text=True)
+def run_child(cfg: dict, repeat: int, env: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(repeat)], capture_output=True, text=True,
+                          env=None if env is None else {**os.environ, **env})
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -78,6 +81,38 @@ def write_recbole(raw, d: Path) -> float:
     return time.perf_counter() - t
 
 
+def ml1m(repeat: int) -> None:
+    """ml1m-dbpedia from the cache; fetched (and timed) into a temporary cache when not cached."""
+    from ktup.data import pearlm, registry
+
+    if (registry.cache_root() / "ml1m-dbpedia").is_dir():
+        env, tmp = {}, None
+    else:
+        base = os.environ.get(pearlm.BASE_URL_ENV)
+        shared = registry.shared_root()
+        if base is None and shared is not None and (shared / "sources" / "pearlm-ml1m").is_dir():
+            base = (shared / "sources" / "pearlm-ml1m").as_uri()
+        if base is None:
+            print(f"ml1m-dbpedia: not cached and no mirror ({pearlm.BASE_URL_ENV} unset): skipped")
+            return
+        tmp = tempfile.TemporaryDirectory(prefix="ktup-bench-cache-")
+        env = {"KTUP_CACHE_DIR": tmp.name}
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ktup", "datasets", "fetch", "ml1m-dbpedia", "--base-url", base],
+                              capture_output=True, text=True, env={**os.environ, **env})
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        print(f"ml1m-dbpedia: fetched from {base} (download + sha256 + convert) in {time.perf_counter() - t:.1f} s")
+    try:
+        r = run_child({"dataset": "ml1m-dbpedia"}, repeat, env)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    print(f"ml1m-dbpedia (cache, published temporal split, KG 90/5/5): load {min(r['load_s']):.3f} s best of {repeat} "
+          f"(first {r['load_s'][0]:.3f} s; import {r['import_s']:.2f} s), peak RSS {r['peak_rss_gb']:.2f} GB, "
+          f"split {r['split']}, kg {r['kg_split']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-large", action="store_true")
@@ -91,6 +126,7 @@ def main() -> None:
     print(f"ml-100k (drop_unlinked, random 8:1:1, KG 90/5/5): load {best:.3f} s best of {args.repeat} "
           f"(first {r['load_s'][0]:.3f} s; import {r['import_s']:.2f} s), peak RSS {r['peak_rss_gb']:.2f} GB, "
           f"split {r['split']}, kg {r['kg_split']}")
+    ml1m(args.repeat)
     if args.skip_large:
         return
 

@@ -211,7 +211,7 @@ def checkpoints(tmp: Path, run: Path) -> Tally:
 
 
 def numerics(tmp: Path) -> Tally:
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     t = Tally("non-finite training")
     for name, sets in (("lr=1e38 sgd", ["lr=1e38", "optimizer=sgd"]), ("lr=1e30 adam", ["lr=1e30"]),
@@ -232,8 +232,8 @@ def numerics(tmp: Path) -> Tally:
 
 
 def disks(tmp: Path, run: Path) -> Tally:
-    import ktup.training.checkpoint as ck
-    from ktup.training.checkpoint import load_checkpoint
+    import ktup.runs.checkpoint as ck
+    from ktup.runs.checkpoint import load_checkpoint
 
     t = Tally("unwritable / full disk")
     blocker = tmp / "a-file"
@@ -310,6 +310,202 @@ def http(run: Path, rounds: int) -> tuple[Tally, dict]:
     return t, res
 
 
+# ------------------------------------------------------------------ issue 17: data and runs (items 5-9)
+# (Config cases of item 9 — NaN, ±inf, margin <= 0 — are in the corpus and reported under "bad configs";
+# the corpus' BOM and repeated-header cases under "bad datasets".)
+def _strict_json(text: str):
+    def bad(name):
+        raise ValueError(f"bare {name} in JSON")
+    return json.loads(text, parse_constant=bad)
+
+
+def run_lock(tmp: Path, run: Path) -> Tally:
+    """Item 5: two real writers on one run directory; a killed holder leaves no stale lock."""
+    import subprocess
+
+    from ktup.runs.lock import LOCK_NAME
+
+    t = Tally("one writer per run (real processes)")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    d = tmp / "locked-run"
+    shutil.copytree(run, d)
+    a = subprocess.Popen([sys.executable, "-m", "ktup", "train", "--resume", str(d), "--quiet", "--set", "epochs=100000"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and a.poll() is None:
+            if (d / LOCK_NAME).exists() and (d / LOCK_NAME).read_text().strip() == str(a.pid):
+                break
+            time.sleep(0.05)
+        b = subprocess.run([sys.executable, "-m", "ktup", "train", "--resume", str(d), "--quiet", "--set", "epochs=5"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        ok = b.returncode == 2 and one_line(b.stderr) and f"(pid {a.pid}) is writing this run" in b.stderr and a.poll() is None
+        t.add("second resume refused, pid named" if ok else "WRONG", ok, f"second resume: rc={b.returncode} {b.stderr.strip()[:150]}")
+        n = subprocess.run([sys.executable, "-m", "ktup", "train", "--dataset", "synthetic-tiny", "--out", str(d), "--quiet"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        ok = n.returncode == 2 and one_line(n.stderr)
+        t.add("new run into it refused" if ok else "WRONG", ok, f"new run into a busy dir: rc={n.returncode} {n.stderr.strip()[:150]}")
+    finally:
+        a.kill()
+        a.wait(timeout=60)
+    done = json.loads((d / "run.json").read_text()).get("epochs_done", 0)
+    c = subprocess.run([sys.executable, "-m", "ktup", "train", "--resume", str(d), "--quiet", "--set", f"epochs={done + 2}"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r["epoch"] for r in lines if not r.get("final")]
+    final, info = json.loads((d / "final.json").read_text()), json.loads((d / "run.json").read_text())
+    ok = (c.returncode == 0 and sum(bool(r.get("final")) for r in lines) == 1 and epochs == list(range(1, len(epochs) + 1))
+          and final["epochs"] == info["epochs_done"] == epochs[-1] and info["status"] == "finished")
+    t.add("holder SIGKILLed: no stale lock, consistent run" if ok else "WRONG", ok,
+          f"resume after kill: rc={c.returncode} {c.stderr.strip()[:150]}", lost=not ok)
+    return t
+
+
+def bom_and_headers(tmp: Path) -> Tally:
+    """Items 6-7 over every file of every layout (KGCN included) and both table engines."""
+    from ktup.config import DataConfig
+    from ktup.data import load_dataset, tables
+    from ktup.errors import DataError
+    from reliability.corpus import BOM, VALID, write_files
+
+    def kgcn():
+        r = "".join(f"{u}\t{i}\t1\n" for u in range(8) for i in range(6) if (u + i) % 6 != 5)
+        kg = "".join(f"{k}\t0\t{6 + k % 2}\n" for k in range(6)) + "".join(f"{k}\t1\t{8 + k % 3}\n" for k in range(6))
+        return {"ratings_final.txt": r.encode(), "kg_final.txt": kg.encode()}
+
+    t = Tally("BOM / repeated header (every reader, 2 engines)")
+    layouts = {**VALID, "kgcn": kgcn}
+    saved = tables.ENGINE
+    try:
+        for eng in (["arrow"] if tables.HAVE_ARROW else []) + ["pandas"]:
+            tables.ENGINE = eng
+            for fmt, fn in layouts.items():
+                plain = load_dataset(DataConfig(dataset=str(write_files(tmp / eng / fmt / "a" / "toy", fn())), drop_unlinked=False))
+                toks = lambda ds: [x for m in (ds.users, ds.items, ds.entities, ds.relations) for x in m.tokens]  # noqa: E731
+                for name in fn():
+                    files = fn()
+                    files[name] = BOM + files[name]
+                    d = write_files(tmp / eng / fmt / name.replace("/", "-") / "toy", files)
+                    try:
+                        ds = load_dataset(DataConfig(dataset=str(d), drop_unlinked=False))
+                        ok = toks(ds) == toks(plain) and ds.n_interactions == plain.n_interactions
+                        t.add("BOM dropped" if ok else "WRONG", ok, f"{eng} {fmt}/{name}: ids differ with a BOM")
+                    except Exception as e:  # noqa: BLE001
+                        t.add("WRONG", False, f"{eng} {fmt}/{name}: {e}")
+            files = VALID["recbole"]()
+            lines = files["toy.kg"].decode().split("\n")
+            lines.insert(8, lines[0])
+            files["toy.kg"] = "\n".join(lines).encode()
+            try:
+                load_dataset(DataConfig(dataset=str(write_files(tmp / eng / "hdr" / "toy", files)), drop_unlinked=False))
+                t.add("WRONG", False, f"{eng}: repeated .kg header loaded as data")
+            except DataError as e:
+                ok = "toy.kg:9: header line repeated as data" in str(e)
+                t.add("repeated header: file:line error" if ok else "WRONG", ok, f"{eng}: {e}")
+    finally:
+        tables.ENGINE = saved
+    return t
+
+
+def tie_policy(tmp: Path) -> Tally:
+    """Item 8: a constant scorer scores like a random one; evaluate and recommend rank alike."""
+    import numpy as np
+
+    from ktup.data.synthetic import PRESETS, generate
+    from ktup.evaluation import evaluate_recommendation
+    from ktup.evaluation.ranking import top_k_items
+    from ktup.explain import Recommender
+
+    t = Tally("top-K tie policy")
+    const = lambda u, i: torch.zeros(len(u), len(i))  # noqa: E731
+
+    def rand(s):
+        g = torch.Generator().manual_seed(1000 + s)
+        return lambda u, i: torch.rand(len(u), len(i), generator=g)
+
+    ml = Path(os.environ.get("KTUP_SHARED_DATASETS", ROOT.parent / "shared" / "datasets")) / "ml-100k"
+    if ml.is_dir():
+        from ktup.config import DataConfig
+        from ktup.data import load_dataset
+
+        ds = load_dataset(DataConfig(dataset=str(ml)))
+        c = np.mean([evaluate_recommendation(const, ds, "test", ks=(10,), tie_seed=s).summary["ndcg@10"] for s in range(3)])
+        r = np.mean([evaluate_recommendation(rand(s), ds, "test", ks=(10,)).summary["ndcg@10"] for s in range(3)])
+        ok = 0.7 < c / r < 1.3
+        t.add(f"ml-100k constant/random ndcg@10 {c:.4f}/{r:.4f}" if ok else "WRONG", ok, f"constant {c:.4f} vs random {r:.4f}")
+    ds = generate(**PRESETS["synthetic-tiny"], name="synthetic-tiny")
+    g = torch.Generator().manual_seed(0)
+    table = torch.randint(0, 3, (ds.n_users, ds.n_items), generator=g).float()
+
+    class Tied(torch.nn.Module):
+        def score_all_items(self, u, items=None):
+            return table[u] if items is None else table[u][:, items]
+
+    model = Tied()
+    users = np.arange(ds.n_users)
+    seen = ds.seen_before("test").csr()
+    a = top_k_items(model, users, 10, ds.n_items, seen=seen, tie_seed=3)[0]
+    b = top_k_items(model, users, 10, ds.n_items, seen=seen, tie_seed=3, user_batch_size=7, memory_budget_mb=1)[0]
+    t.add("same seed, any chunking: same lists" if torch.equal(a, b) else "WRONG", torch.equal(a, b), "tie lists depend on chunking")
+    rec = Recommender(model, ds, seen_splits=("train", "valid"))
+    same = np.array_equal(rec.top_k(users, k=10)[0], top_k_items(model, users, 10, ds.n_items, seen=seen)[0].numpy())
+    t.add("recommend == evaluate's core" if same else "WRONG", same, "recommend and evaluate rank differently")
+    return t
+
+
+def run_edge_cases(tmp: Path) -> Tally:
+    """Item 9: epochs=0, an empty test split in --json, a shape mismatch, repeated pairs' sparsity."""
+    from reliability.corpus import VALID, write_files
+
+    t = Tally("run edge cases (epochs=0, NaN JSON, shapes, sparsity)")
+    tiny = ["--quiet", "--set", "embedding_size=8", "--set", "batch_size=64", "--set", "kg_batch_size=64",
+            "--set", "kg_eval_max_triples=20"]
+    zero = tmp / "epochs0"
+    rc, _, err = cli("train", "--dataset", "synthetic-tiny", "--out", str(zero), "--set", "epochs=0", *tiny)
+    rc2, out2, err2 = cli("evaluate", str(zero), "--json", "--no-kg")
+    rc3, _, err3 = cli("recommend", str(zero), "--user", "u0", "-k", "3")
+    ok = rc == 0 and rc2 == 0 and rc3 == 0
+    t.add("epochs=0 run loads everywhere" if ok else "WRONG", ok, f"epochs=0: {err.strip()[:80]} {err2.strip()[:80]} {err3.strip()[:80]}")
+    d = write_files(tmp / "notest" / "toy", VALID["recbole"]())
+    nt = tmp / "notest-run"
+    cli("train", "--dataset", str(d), "--out", str(nt), "--set", "epochs=1", "--set", "split_ratios=[0.8,0.2,0]",
+        "--set", "drop_unlinked=false", *tiny)
+    rc, out, err = cli("evaluate", str(nt), "--json", "--no-kg")
+    try:
+        j = _strict_json(out)
+        ok = rc == 0 and set(j["metrics"].values()) == {None} and "no user has a held-out item" in j.get("note", "")
+    except ValueError as e:
+        ok, err = False, str(e)
+    t.add("empty test split: null + note" if ok else "WRONG", ok, f"empty test --json: {err.strip()[:120]}")
+    bad = tmp / "shape-run"
+    shutil.copytree(zero, bad)
+    (bad / "config.yaml").write_text((bad / "config.yaml").read_text().replace("embedding_size: 8", "embedding_size: 16"))
+    rc, _, err = cli("evaluate", str(bad))
+    ok = rc == 2 and one_line(err) and "user.weight is [40, 8] in the file but [40, 16] in the model" in err
+    t.add("shape mismatch: tensors named" if ok else "WRONG", ok, f"shape mismatch: {err.strip()[:150]}")
+    files = VALID["recbole"]()
+    head, body = files["toy.inter"].split(b"\n", 1)
+    files["toy.inter"] = head + b"\n" + body * 3
+    rc, out, err = cli("datasets", "info", str(write_files(tmp / "dup" / "toy", files)), "--json")
+    info = json.loads(out) if rc == 0 else {}
+    ok = rc == 0 and 0 <= info.get("sparsity", -1) <= 1 and info.get("distinct_pairs") == 40
+    t.add(f"repeated pairs: sparsity {info.get('sparsity', float('nan')):.4f}" if ok else "WRONG", ok, f"datasets info: {err.strip()[:120]}")
+    return t
+
+
+def issue17_data_runs(tmp: Path, run: Path) -> list[Tally]:
+    out = []
+    for name, fn in (("run lock", lambda: run_lock(tmp / "lock", run)), ("bom/headers", lambda: bom_and_headers(tmp / "bom")),
+                     ("ties", lambda: tie_policy(tmp / "ties")), ("run edge cases", lambda: run_edge_cases(tmp / "edge"))):
+        s = time.perf_counter()
+        for sub in ("lock", "bom", "ties", "edge"):
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+        out.append(fn())
+        print(f"[{name}: {time.perf_counter() - s:.1f} s]", file=sys.stderr, flush=True)
+    return out
+
+
 # ------------------------------------------------------------------ main
 def format_table(rows: list[dict]) -> str:
     cols = ["category", "tried", "as_expected", "lost", "outcomes"]
@@ -348,6 +544,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             s = time.perf_counter()
             tallies.append(fn())
             print(f"[{name}: {time.perf_counter() - s:.1f} s]", file=sys.stderr, flush=True)
+        tallies += issue17_data_runs(tmp / "issue17", run)
         if a.kills:
             kt, rows = kills(a.kills, a.seed, tmp)
             tallies.append(kt)

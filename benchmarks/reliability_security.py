@@ -76,7 +76,7 @@ def _app(rec: Any, **limits: Any):
 
 # ------------------------------------------------------------------ 1: loading never runs code
 def unsafe_files(tmp: Path, run: Path) -> tuple[Any, dict]:
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
     from reliability.unsafe_files import entry_points, plant_malicious_checkpoints
 
     t = _tally("hostile checkpoints (17.1)")

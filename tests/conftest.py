@@ -10,11 +10,30 @@ import pytest
 from ktup.data.dataset import KGDataset
 
 
+SKIP_NO_DATA = ("no ml-100k for integration tests: set KTUP_SHARED_DATASETS to a folder holding it, "
+                "or run `ktup datasets fetch ml-100k`")
+
+
 def shared_datasets_dir() -> Path | None:
-    """``$KTUP_SHARED_DATASETS`` or ``../shared/datasets`` beside the repository, if present."""
+    """``$KTUP_SHARED_DATASETS`` or ``../shared/datasets`` beside the repository, if present;
+    otherwise ktup's dataset cache when ``ml-100k`` was already fetched there (with
+    ``ml-100k-recbole-split`` rebuilt from it), so a user's own fetch runs the integration tests."""
     env = os.environ.get("KTUP_SHARED_DATASETS")
     cand = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    return cand if cand.is_dir() else None
+    if cand.is_dir():
+        return cand
+    from ktup.data.registry import build_recbole_split, cache_root
+    from ktup.errors import KtupError
+
+    cache = cache_root()
+    if not (cache / "ml-100k").is_dir():
+        return None
+    if not (cache / "ml-100k-recbole-split").is_dir():
+        try:
+            build_recbole_split(fetch=False)
+        except KtupError:
+            pass
+    return cache
 
 
 @pytest.fixture
@@ -31,5 +50,5 @@ def shared_datasets() -> Path:
     """Path of the shared datasets folder; skips the test when it is absent."""
     d = shared_datasets_dir()
     if d is None:
-        pytest.skip("shared datasets folder not found (set KTUP_SHARED_DATASETS)")
+        pytest.skip(SKIP_NO_DATA)
     return d

@@ -36,7 +36,7 @@ def test_info_table_and_list(capsys, no_shared):
     assert main(["datasets", "list"]) == 0
     out = capsys.readouterr().out
     assert "ml-100k" in out and "fetchable" in out and "synthetic-small" in out
-    assert "ml-100k-recbole-split" in out and "not available" in out
+    assert "ml-100k-recbole-split" in out and "fetchable (built from ml-100k)" in out
 
 
 def test_data_dir_name_or_dir_itself(tmp_path, capsys, no_shared):
@@ -51,13 +51,19 @@ def test_data_dir_name_or_dir_itself(tmp_path, capsys, no_shared):
     assert "neither" in capsys.readouterr().err
 
 
-def test_unknown_and_unfetchable_names(no_shared, capsys):
+def test_unknown_and_unfetchable_names(no_shared, capsys, monkeypatch):
     with pytest.raises(KtupError, match="unknown dataset 'nope'"):
         registry.resolve("nope")
-    with pytest.raises(KtupError, match="cannot be fetched"):
-        registry.resolve("ml-100k-recbole-split")
+    # RecBole's split is built from ml-100k, which must be fetched first (here: not allowed / offline)
+    with pytest.raises(KtupError, match="ml-100k is not downloaded yet"):
+        registry.resolve("ml-100k-recbole-split", fetch=False)
+
+    def offline(force=False):
+        raise KtupError("fetching ml-100k failed: offline")
+
+    monkeypatch.setattr(registry, "fetch_ml100k", offline)
     assert main(["datasets", "info", "ml-100k-recbole-split"]) == 2
-    assert "only in the project's shared data folder" in capsys.readouterr().err
+    assert "fetching ml-100k failed: offline" in capsys.readouterr().err
 
 
 def test_load_dataset_synthetic_preset_uses_split_config(no_shared):

@@ -52,7 +52,7 @@ def fake_run(monkeypatch):
         calls["args"] = (run_dir, checkpoint)
         return FakeRun(model, ds, path=run_dir)
 
-    import ktup.training.runs as runs
+    import ktup.runs as runs
     monkeypatch.setattr(runs, "load_run", fake_load_run)
     return calls
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ktup.evaluation.metrics import METRICS, hit_matrix, summarise, topk_metrics
-from ktup.evaluation.topk import merge_topk, topk_chunk
+from ktup.evaluation.topk import merge_topk, tie_keys, topk_chunk
 
 
 def reference_metrics(ranked: list[int], gold: set[int], k: int) -> dict[str, float]:
@@ -108,8 +108,11 @@ def test_topk_chunks_match_a_full_stable_sort(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
     scores = torch.tensor(rng.integers(0, 4, size=(b, n)), dtype=torch.float32)   # many ties
     scores[torch.tensor(rng.random((b, n)) < 0.2)] = float("-inf")
-    parts = [topk_chunk(scores[:, c0:c0 + chunk], k, offset=c0) for c0 in range(0, n, chunk)]
-    vals, ids = merge_topk(parts, k)
+    users = torch.tensor(rng.integers(0, 1000, size=b))
+    seed = data.draw(st.integers(0, 5))
+    parts = [topk_chunk(scores[:, c0:c0 + chunk], k, offset=c0, users=users, seed=seed) for c0 in range(0, n, chunk)]
+    vals, ids = merge_topk(parts, k, users=users, seed=seed)
+    keys = tie_keys(users, torch.arange(n), seed)                          # (b, n) the seeded tie order
     for row in range(b):
-        expect = sorted(range(n), key=lambda i: (-scores[row, i].item(), i))[:k]
+        expect = sorted(range(n), key=lambda i: (-scores[row, i].item(), keys[row, i].item(), i))[:k]
         assert ids[row].tolist() == expect

@@ -17,12 +17,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ml100k():
-    from conftest import shared_datasets_dir
+    from conftest import SKIP_NO_DATA, shared_datasets_dir
     from ktup.data import load_dataset
 
     d = shared_datasets_dir()
     if d is None or not (d / "ml-100k-recbole-split").is_dir():
-        pytest.skip("shared datasets folder not found (set KTUP_SHARED_DATASETS)")
+        pytest.skip(SKIP_NO_DATA)
     return load_dataset(DataConfig(dataset=str(d / "ml-100k-recbole-split"), split="given"))
 
 
@@ -37,13 +37,15 @@ def test_popularity_ranking_matches_reference(ml100k):
     res = evaluate_recommendation(popularity, ds, "test", ks=(10, 20))
     gold_ptr, gold_idx = ds.test.csr()
     seen_ptr, seen_idx = ds.seen_before("test").csr()
-    order = sorted(range(ds.n_items), key=lambda i: (-pop[i], i))
+    from ktup.evaluation.topk import tie_keys
+
+    keys = tie_keys(torch.arange(ds.n_users), torch.arange(ds.n_items), 0).numpy()   # the seeded tie order
     users = [u for u in range(ds.n_users) if gold_ptr[u + 1] > gold_ptr[u]]
     assert res.users.tolist() == users and res.n_users == 943
     sums = {f"{m}@{k}": 0.0 for m in METRICS for k in (10, 20)}
     for u in users:
         seen = set(seen_idx[seen_ptr[u]:seen_ptr[u + 1]].tolist())
-        ranked = [i for i in order if i not in seen][:20]
+        ranked = sorted((i for i in range(ds.n_items) if i not in seen), key=lambda i: (-pop[i], keys[u, i], i))[:20]
         gold = set(gold_idx[gold_ptr[u]:gold_ptr[u + 1]].tolist())
         for k in (10, 20):
             for m, v in reference_metrics(ranked, gold, k).items():

@@ -76,8 +76,11 @@ def test_model_is_put_in_eval_mode_without_grad_and_restored():
 def test_function_scorer_and_bad_outputs():
     ds = make_dataset(2, 3, train=[], valid=[(0, 1), (1, 2)], test=[])
     r = evaluate_recommendation(lambda u, i: torch.zeros(len(u), len(i)), ds, ks=(1,))
-    # all ties → lowest item id wins → item 0 for both users → no hits
-    assert r.summary["hit@1"] == 0.0
+    # all ties → each user's item with the lowest seeded tie key wins (not the lowest id)
+    from ktup.evaluation.topk import tie_keys
+
+    first = tie_keys(torch.tensor([0, 1]), torch.arange(3), 0).argmin(1).tolist()
+    assert r.summary["hit@1"] == np.mean([first[0] == 1, first[1] == 2])
     with pytest.raises(KtupError, match="NaN"):
         evaluate_recommendation(lambda u, i: torch.full((len(u), len(i)), float("nan")), ds)
     with pytest.raises(KtupError, match="shape"):
@@ -107,9 +110,12 @@ def test_agrees_with_per_user_reference(seed, split):
     seen = set(zip(ds.seen_before(split).users.tolist(), ds.seen_before(split).items.tolist()))
     expected_users = [u for u in range(ds.n_users) if gold_ptr[u + 1] > gold_ptr[u]]
     assert r.users.tolist() == expected_users and r.n_users == len(expected_users)
+    from ktup.evaluation.topk import tie_keys
+
+    keys = tie_keys(torch.arange(ds.n_users), torch.arange(ds.n_items), 0).numpy()   # the seeded tie order
     for row, u in enumerate(expected_users):
         gold = set(gold_idx[gold_ptr[u]:gold_ptr[u + 1]].tolist())
-        ranked = sorted((i for i in range(ds.n_items) if (u, i) not in seen), key=lambda i: (-scores[u, i], i))
+        ranked = sorted((i for i in range(ds.n_items) if (u, i) not in seen), key=lambda i: (-scores[u, i], keys[u, i], i))
         for k in ks:
             ref = reference_metrics(ranked, gold, k)
             for name in METRICS:

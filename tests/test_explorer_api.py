@@ -160,7 +160,7 @@ def test_history_is_newest_first_with_timestamps():
 
 def test_a_reloaded_run_keeps_its_timestamps(tmp_path, tiny_dataset):
     """The saved split holds ids only; apply_split takes each pair's time from the reloaded source."""
-    from ktup.training.runs import apply_split, save_split
+    from ktup.runs import apply_split, save_split
 
     save_split(tmp_path / "split.npz", tiny_dataset)
     want = {s: getattr(tiny_dataset, s).timestamps.copy() for s in ("train", "valid", "test")}

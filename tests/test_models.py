@@ -38,7 +38,7 @@ def reference_distance(m, u: int, i: int) -> float:
             w = W[k] / W[k].norm() if m.unit_normals else W[k]
             v = (uv - (w @ uv) * w) + P[k] - (iv - (w @ iv) * w)
             total = total + a[k] * (v.abs().sum() if m.norm == "l1" else (v * v).sum())
-        return float(total)
+        return float(torch.as_tensor(total).detach())
     if m.induction == "soft":
         a = torch.softmax(logits, 0)
     else:
@@ -76,7 +76,7 @@ def test_preference_fast_path_matches_plain_formula(model, induction, norm, comb
     torch.testing.assert_close(chunk, ref[:, sub], rtol=1e-7, atol=1e-7)
 
 
-@pytest.mark.parametrize("induction,norm", itertools.product(["soft", "hard"], ["l1", "l2"]))
+@pytest.mark.parametrize("induction,norm", list(itertools.product(["soft", "hard"], ["l1", "l2"])))
 def test_fast_path_float32_close(induction, norm):
     m = make("ktup", induction=induction, norm=norm).float()
     users = torch.arange(N_USERS)
@@ -88,7 +88,7 @@ def test_fast_path_float32_close(induction, norm):
 
 
 @pytest.mark.parametrize("model", ["ktup", "tup"])
-@pytest.mark.parametrize("induction,norm,unit", itertools.product(["soft", "hard"], ["l1", "l2"], [True, False]))
+@pytest.mark.parametrize("induction,norm,unit", list(itertools.product(["soft", "hard"], ["l1", "l2"], [True, False])))
 @pytest.mark.parametrize("inference", ["induced", "expected"])
 def test_per_preference_scores_and_logits(model, induction, norm, unit, inference):
     m = make(model, induction=induction, norm=norm, unit_normals=unit, inference=inference)
@@ -349,7 +349,7 @@ def test_model_contract(name, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("induction,norm", itertools.product(["soft", "hard"], ["l1", "l2"]))
+@pytest.mark.parametrize("induction,norm", list(itertools.product(["soft", "hard"], ["l1", "l2"])))
 def test_fast_paths_on_cuda_match_cpu(induction, norm):
     m = make("ktup", induction=induction, norm=norm)
     users = torch.arange(N_USERS)
@@ -360,7 +360,7 @@ def test_fast_paths_on_cuda_match_cpu(induction, norm):
         torch.testing.assert_close(b.cpu(), a)
 
 
-@pytest.mark.parametrize("induction,norm", itertools.product(["soft", "hard"], ["l1", "l2"]))
+@pytest.mark.parametrize("induction,norm", list(itertools.product(["soft", "hard"], ["l1", "l2"])))
 def test_edge_shapes(induction, norm):
     m = make("ktup", induction=induction, norm=norm)
     assert m.score_all_items(torch.tensor([0, 1]), torch.tensor([], dtype=torch.long)).shape == (2, 0)

@@ -73,7 +73,7 @@ def test_recommend_errors_are_one_line(fake_runs, capsys, tmp_path):
 def test_explain_cli(fake_runs, capsys):
     assert main(["explain", "ktup", "--user", "7", "--item", "30"]) == 0
     out = capsys.readouterr().out
-    assert "Recommended for its director" in out and "Robert Zemeckis" in out
+    assert "Reason: \"directed by\"" in out and "Robert Zemeckis" in out
     assert main(["explain", "ktup", "--user", "7", "--item", "30", "50", "--json"]) == 0
     xs = json.loads(capsys.readouterr().out)
     assert [x["item"] for x in xs] == ["30", "50"]
@@ -89,3 +89,27 @@ def test_one_user_as_csv(fake_runs, capsys):
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["user"], r["rank"], r["title"]) for r in rows] == [("7", "1", rows[0]["title"]), ("7", "2", rows[1]["title"])]
     assert {r["item"] for r in rows} == {"30", "50"}
+
+
+def test_explain_cli_seen_item_and_ids(monkeypatch, capsys):
+    """`ktup explain` on an item the user already has says so; Freebase mids read "an entity"
+    unless --ids is given (explain and recommend --explain)."""
+    def load(cls, run_dir, checkpoint="best", device="cpu", **kw):
+        d = tiny_dataset()
+        d.entities = type(d.entities)(["fA", "fB", "fC", "fD", "m.0zemeckis", "m.0cameron", "m.0hanks"], "entity")
+        d.item_info["title"] = ["Forrest Gump", "Back to the Future", "Cast Away", "Titanic", "Unlinked Film, The"]
+        return cls(FakeModel(top=0), d)
+    monkeypatch.setattr(Recommender, "load", classmethod(load))
+    assert main(["explain", "ktup", "--user", "7", "--item", "10"]) == 0       # Forrest Gump: in 7's train history
+    out = capsys.readouterr().out
+    assert "You already have this item" in out
+    assert main(["explain", "ktup", "--user", "7", "--item", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "already have" not in out and "m.0zemeckis" not in out and "an entity" in out
+    assert main(["explain", "ktup", "--user", "7", "--item", "30", "--ids"]) == 0
+    assert "m.0zemeckis" in capsys.readouterr().out
+    assert main(["recommend", "ktup", "--user", "8", "-k", "5", "--explain", "--include-seen"]) == 0
+    out = capsys.readouterr().out
+    assert "m.0" not in out and "The Unlinked Film" in out
+    assert main(["recommend", "ktup", "--user", "8", "-k", "5", "--explain", "--ids"]) == 0
+    assert "m.0" in capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,16 @@ from ktup.config import DataConfig, ModelConfig
 
 pytestmark = pytest.mark.integration
 
-SHARED = Path(os.environ.get("KTUP_SHARED_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-SPLIT = SHARED / "ml-100k-recbole-split"
+from conftest import SKIP_NO_DATA, shared_datasets_dir
+
+SHARED = shared_datasets_dir()
+SPLIT = (SHARED or Path("/nonexistent")) / "ml-100k-recbole-split"
 
 
 @pytest.fixture(scope="module")
 def rec():
     if not (SPLIT / "ml-100k.train.inter").exists():
-        pytest.skip(f"{SPLIT} not found (set KTUP_SHARED_DATASETS)")
+        pytest.skip(SKIP_NO_DATA)
     from ktup.data.builder import build_dataset
     from ktup.data.formats import read_dir
     from ktup.explain import Recommender
@@ -47,9 +48,12 @@ def test_explanations_agree_with_batched_paths(rec):
     items, _ = rec.top_k(users, k=5)
     uu, ii = np.repeat(users, 5), items.reshape(-1)
     xs = [rec._explain_ids(int(u), int(i)) for u, i in zip(uu, ii)]
-    rel = np.array([d.relations.index(x["top"]["relation"]) for x in xs])
+    rel = np.array([d.relations.index(x["named"]["relation"]) for x in xs])   # the evidence is the named relation's
     batch = rec.evidence.paths_exist(uu, ii, rel, rec._seen_indptr, rec._seen_items)
     assert batch.tolist() == [x["evidence"]["paths_found"] for x in xs]
     assert any(x["evidence"]["paths_found"] for x in xs)
-    names = {x["top"]["relation_name"] for x in xs}
+    names = {x["top"]["relation_name"] for x in xs} | {x["named"]["relation_name"] for x in xs}
     assert not any("." in n for n in names)           # Freebase tokens are prettified
+    # a relation with a KG path is named whenever one exists; mids never reach the text
+    assert all(x["named"]["chosen_by"] == "kg-path" for x in xs if x["evidence"]["paths_found"])
+    assert not any(" m." in x["text"] for x in xs)

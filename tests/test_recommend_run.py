@@ -54,12 +54,12 @@ def test_explain_real_run_relations_and_evidence(ktup_run):
     assert x["model"] == "ktup"
     assert {p["relation"] for p in x["preferences"]} == set(rec.dataset.relations.tokens)
     assert sum(p["weight"] for p in x["preferences"]) == pytest.approx(1.0)
-    assert x["evidence"]["relation"] == x["top"]["relation"]
+    assert x["evidence"]["relation"] == x["named"]["relation"]
     assert x["evidence"]["item_entity"] is not None
     # every listed history item really reaches the listed entity through the top relation
     d = rec.dataset
     kg = d.kg_all
-    r = d.relations.index(x["top"]["relation"])
+    r = d.relations.index(x["named"]["relation"])
     for ent in x["evidence"]["entities"]:
         e = d.entities.index(ent["entity"])
         for h in ent["history_items"]:
@@ -78,7 +78,7 @@ def test_cli_on_real_run(ktup_run, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == rec.dataset.n_users and json.loads(lines[3])["user"] == user
     assert main(["explain", str(ktup_run), "--user", user, "--item", data["items"][0]["item"]]) == 0
-    assert "Recommended for its rel" in capsys.readouterr().out
+    assert "Reason: \"rel" in capsys.readouterr().out
     assert main(["recommend", str(ktup_run / "nope"), "--user", user]) == 2
     assert "no such run directory" in capsys.readouterr().err
 
@@ -89,8 +89,8 @@ def test_quickstart_on_synthetic(tmp_path, capsys):
                  "--set", "embedding_size=8"]) == 0
     text = capsys.readouterr().out
     assert "protocol recbole" in text and "Top-10 for user" in text and "Why the first one" in text
-    from ktup.explain.quickstart import QUICK_LR
-    from ktup.training.runs import read_config
+    from ktup.cli.quickstart import QUICK_LR
+    from ktup.runs import read_config
     cfg = read_config(out)                                       # the short run's own lr; all else shipped
     shipped = Config()
     assert cfg.train.lr == QUICK_LR != shipped.train.lr
@@ -105,7 +105,7 @@ def test_run_saved_before_inference_existed_keeps_its_argmax_scores(ktup_run, tm
     scoring: loading it must reproduce that, not switch to today's default (expected)."""
     import shutil
 
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     new = load_run(ktup_run)
     assert new.config.model.inference == "expected" and new.model.scoring == "expected"

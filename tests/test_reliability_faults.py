@@ -19,7 +19,7 @@ import torch
 from ktup.cli import main
 from ktup.errors import KtupError, RunError
 from ktup.training import train
-from ktup.training.checkpoint import load_checkpoint
+from ktup.runs.checkpoint import load_checkpoint
 from test_train_support import one_thread, tiny_config, tiny_dataset
 
 _one_thread = pytest.fixture(autouse=True)(one_thread)
@@ -223,7 +223,7 @@ def test_read_only_output_directory(tmp_path, capsys):
 
 
 class _FullDisk:
-    """``open`` for ktup.training.checkpoint: writing a last.pt temp file fails with ENOSPC from
+    """``open`` for ktup.runs.checkpoint: writing a last.pt temp file fails with ENOSPC from
     the ``fail_from``-th time on (after part of the data reached the disk)."""
 
     def __init__(self, fail_from: int):
@@ -245,7 +245,7 @@ class _FullDisk:
 
 
 def test_full_disk_keeps_previous_checkpoint_and_resumes(finished_run, tmp_path, monkeypatch, capsys):
-    import ktup.training.checkpoint as ck
+    import ktup.runs.checkpoint as ck
 
     out = tmp_path / "run"
     monkeypatch.setattr(ck, "open", _FullDisk(fail_from=2), raising=False)
@@ -266,7 +266,7 @@ def test_full_disk_keeps_previous_checkpoint_and_resumes(finished_run, tmp_path,
 
 
 def test_full_disk_through_cli_is_one_line(tmp_path, monkeypatch, capsys):
-    import ktup.training.checkpoint as ck
+    import ktup.runs.checkpoint as ck
 
     monkeypatch.setattr(ck, "open", _FullDisk(fail_from=1), raising=False)
     rc = main(["train", "--dataset", "synthetic-tiny", "--out", str(tmp_path / "run"), "--quiet",

@@ -15,7 +15,7 @@ import torch
 
 from ktup.cli import main
 from ktup.errors import RunError
-from ktup.training.checkpoint import MAGIC_V1, load_checkpoint, rng_state, set_rng_state
+from ktup.runs.checkpoint import MAGIC_V1, load_checkpoint, rng_state, set_rng_state
 from reliability.unsafe_files import entry_points, plant_malicious_checkpoints, plant_malicious_export
 from test_train_support import one_thread
 
@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def _a_user(run: Path) -> str:
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     return load_run(run).dataset.users.tokens[0]
 

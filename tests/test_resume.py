@@ -18,7 +18,7 @@ from ktup.cli import main
 from ktup.config import Config
 from ktup.errors import ConfigError, RunError
 from ktup.training import train
-from ktup.training.checkpoint import load_checkpoint
+from ktup.runs.checkpoint import load_checkpoint
 from test_train_support import one_thread, tiny_config, tiny_dataset
 
 _one_thread = pytest.fixture(autouse=True)(one_thread)

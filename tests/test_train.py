@@ -4,7 +4,6 @@ schedules do what they say, failures are clear."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from ktup.config import Config
 from ktup.errors import ConfigError, RunError
 from ktup.training import NonFiniteLoss, load_run, train
-from ktup.training.checkpoint import load_checkpoint
+from ktup.runs.checkpoint import load_checkpoint
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, step_pattern
 from test_train_support import one_thread, tiny_config, tiny_dataset
 
@@ -226,10 +225,12 @@ def test_jsonl_progress_prints_one_object_per_epoch(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_ktup_trains_on_ml100k_recbole_split(tmp_path):
-    root = Path(os.environ.get("KTUP_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-    split = root / "ml-100k-recbole-split"
+    from conftest import SKIP_NO_DATA, shared_datasets_dir
+
+    root = shared_datasets_dir()
+    split = (root or Path("/nonexistent")) / "ml-100k-recbole-split"
     if not split.is_dir():
-        pytest.skip(f"{split} not found")
+        pytest.skip(SKIP_NO_DATA)
     cfg = Config.from_dict({"data": {"dataset": str(split), "split": "given"},
                             "train": {"epochs": 1, "eval_every": 1}, "eval": {"kg_eval_max_triples": 500}})
     run = train(cfg, out=str(tmp_path / "r"), progress="quiet")

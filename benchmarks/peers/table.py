@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"   # benchmarks/results
 KEYS = ["recall@10", "ndcg@10", "mrr@10", "hit@10", "precision@10"]
 
-# docs/PROTOCOLS.md, "Reference figures measured on this machine kind" (RecBole 1.2.1, same split).
+# docs/PROTOCOLS.md, "Reference figures", ml-100k: RecBole 1.2.1 measured here on the same split.
 REFERENCE = [
     ("BPR", "RecBole (PROTOCOLS.md)", [0.2287, 0.2668, 0.4344, 0.7338, 0.1844], 0.20, 0.12, None),
     ("KTUP", "RecBole (PROTOCOLS.md)", [0.2070, 0.2386, 0.4030, 0.7169, 0.1660], 1.75, 1.28, None),

@@ -9,6 +9,7 @@ a typo is never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from ktup.errors import ConfigError
+from ktup.registry import KG_SAMPLERS, MODELS, OPTIMIZERS, PROTOCOLS, SCHEDULES, SPLITS, TRACKERS
 
 
 @dataclass
@@ -27,7 +29,7 @@ class DataConfig:
     k_core: int = 0                   # iterative k-core on users and items (0 = off)
     drop_unlinked: bool = True        # RecBole's behaviour: drop items without a KG entity
     dedup: bool = True                # remove duplicate (user, item) and duplicate triples
-    split: str = "random"             # random | ratio_per_user (alias) | loo | temporal | given
+    split: str = "random"             # ktup.registry.SPLITS
     split_ratios: tuple = (0.8, 0.1, 0.1)
     kg_split_ratios: tuple = (0.9, 0.05, 0.05)
     split_seed: int = 2020
@@ -35,7 +37,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = "ktup"               # ktup | tup | transh | transe | bpr | transr | cke | cfkg | kgat
+    model: str = "ktup"               # a name of ktup.registry.MODELS
     embedding_size: int = 64
     induction: str = "hard"           # hard (straight-through Gumbel in training, argmax at inference; tuned best) | soft | expected
     inference: str = "expected"       # expected (softmax-weighted mean of the K distances: the mean under hard induction's Gumbel-max choice; tuned best) | induced (argmax for hard, the spec)
@@ -50,45 +52,59 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
+    # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
+    # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the
+    # keys above are shared (or predate per-model options) and stay flat. Not a key itself.
+    options: dict = field(default_factory=dict, metadata={"nested": True})
+
+    def options_for(self, name: Optional[str] = None) -> Any:
+        """The options dataclass of model ``name`` (default: ``self.model``), with the values set here."""
+        name = name or self.model
+        return model_options_class(name)(**self.options.get(name, {}))
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 150
-    schedule: str = "step"            # step (interleave by lambda) | epoch (alternate) | sum (paired batches)
+    epochs: int = 1000                # a safety cap: runs stop by the convergence rule (patience) well before it
+    schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
-    optimizer: str = "adam"           # adam | adagrad | sgd
+    optimizer: str = "adam"           # ktup.registry.OPTIMIZERS
     lr: float = 1e-3                  # with batch 512 and patience 20: tuned on ml-100k valid NDCG@10 (benchmarks/tuning/RESULTS.md)
     weight_decay: float = 1e-5
     grad_clip: float = 0.0            # 0 = off
     batch_size: int = 512             # recommendation batch
     kg_batch_size: int = 2048
     num_negatives: int = 4            # per positive (rec and KG); 4 beat 1 clearly, 8 barely beat 4 at 2x the time
-    kg_sampling: str = "uniform"      # uniform | bernoulli
+    kg_sampling: str = "uniform"      # ktup.registry.KG_SAMPLERS
     sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
     eval_every: int = 1
     valid_metric: str = "ndcg@10"
-    patience: int = 20                # early stopping, in evaluations (0 = off); best epochs at lr 1e-3 were 72-84
+    patience: int = 20                # convergence rule: stop after this many evaluations without a better valid metric (0 = off: run to the cap); best epochs at lr 1e-3 were 72-84 on ml-100k
     init_from: tuple = ()             # run dirs to initialise from (tup / transh runs)
     seed: int = 2020
     device: str = "cpu"
     threads: int = 0                  # torch.set_num_threads (0 = torch's default)
     nproc: int = 1                    # processes for data-parallel training (ktup train --nproc)
     dist_backend: str = "auto"        # auto (nccl on cuda, gloo on cpu) | gloo | nccl
+    trackers: tuple = ()              # result trackers (ktup.registry.TRACKERS): tensorboard, mlflow
 
 
 @dataclass
 class EvalConfig:
-    protocol: str = "recbole"         # recbole | paper
+    protocol: str = "recbole"         # ktup.registry.PROTOCOLS
     ks: tuple = (10,)
     user_batch_size: int = 512
     memory_budget_mb: int = 512
     kg_eval: bool = True              # link prediction for KG models at the end of training
-    kg_eval_max_triples: int = 0      # 0 = all test triples
+    kg_eval_max_triples: int = 1000   # KG link prediction on a seeded sample of this many triples (0 = all)
 
+
+#: Model names, known without torch: the names of the registry ktup.registry.MODELS.
+MODEL_NAMES = MODELS.choices()
 
 #: The choices of model.induction and model.inference (the models and the RecBole bridge check these too).
 INDUCTIONS = ("soft", "hard", "expected")
@@ -146,7 +162,10 @@ class Config:
         out = {}
         for sec in _SECTIONS:
             d = dataclasses.asdict(getattr(self, sec))
+            nested = d.pop("options", None) or {}
             out[sec] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+            for name, opts in nested.items():   # model: {..., cke: {reg_weight: 0.1}}
+                out[sec][name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
         return out
 
     def to_yaml(self) -> str:
@@ -161,6 +180,10 @@ class Config:
         for key, value in d.items():
             if key in _SECTIONS and isinstance(value, dict):
                 for k2, v2 in value.items():
+                    if key == "model" and k2 in MODELS and isinstance(v2, dict):   # a model's own options
+                        for k3, v3 in v2.items():
+                            self.set(f"model.{k2}.{k3}", v3, source=source)
+                        continue
                     self.set(f"{key}.{k2}", v2, source=source)
             else:
                 self.set(key, value, source=source)
@@ -168,6 +191,10 @@ class Config:
         return self
 
     def set(self, key: str, value: Any, source: str = "config") -> None:
+        if key.count(".") >= 2 and key.startswith("model."):             # model.<name>.<option>
+            _, model, opt = key.split(".", 2)
+            self.model.options.setdefault(model, {})[opt] = _model_option(model, opt, value, source)
+            return
         section, name = _resolve_key(key, source)
         obj = getattr(self, section)
         ftype = _field_types(type(obj))[name]
@@ -190,16 +217,18 @@ class Config:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         m, t, dc, e = self.model, self.train, self.data, self.eval
-        check_choice("model.model", m.model, ("ktup", "tup", "transh", "transe", "bpr", "transr", "cke", "cfkg", "kgat"))
+        MODELS.check(m.model)
         check_choice("model.induction", m.induction, INDUCTIONS)
         check_choice("model.inference", m.inference, INFERENCES)
         check_choice("model.norm", m.norm, ("l1", "l2"))
         check_choice("model.combine", m.combine, ("sum", "mean"))
-        check_choice("train.schedule", t.schedule, ("step", "epoch", "sum"))
-        check_choice("train.optimizer", t.optimizer, ("adam", "adagrad", "sgd", "sparse_adam"))
-        check_choice("train.kg_sampling", t.kg_sampling, ("uniform", "bernoulli"))
-        check_choice("data.split", dc.split, ("random", "ratio_per_user", "loo", "temporal", "given"))
-        check_choice("eval.protocol", e.protocol, ("recbole", "paper"))
+        SCHEDULES.check(t.schedule)
+        OPTIMIZERS.check(t.optimizer)
+        KG_SAMPLERS.check(t.kg_sampling)
+        SPLITS.check(dc.split)
+        PROTOCOLS.check(e.protocol)
+        for name in t.trackers:
+            TRACKERS.check(name)
         _positive("model.embedding_size", m.embedding_size)
         _positive("train.batch_size", t.batch_size)
         _positive("train.kg_batch_size", t.kg_batch_size)
@@ -215,6 +244,7 @@ class Config:
         _nonneg("model.num_preferences", m.num_preferences)
         _nonneg("model.max_norm", m.max_norm)
         _nonneg("model.user_max_norm", m.user_max_norm)
+        _nonneg("model.relation_alignment", m.relation_alignment)
         _nonneg("train.weight_decay", t.weight_decay)
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
@@ -226,6 +256,10 @@ class Config:
             raise ConfigError(f"train.lr: must be > 0, got {t.lr}")
         if not 0.0 <= t.joint_lambda <= 1.0:
             raise ConfigError(f"train.joint_lambda: must be within [0, 1], got {t.joint_lambda}")
+        if not m.margin > 0:
+            raise ConfigError(f"model.margin: must be > 0 (the KG loss asks true triples to beat corrupted "
+                              f"ones by this much), got {m.margin}")
+        _nonneg("model.kg_constraint_weight", m.kg_constraint_weight)
         if not m.gumbel_temperature > 0:
             raise ConfigError(f"model.gumbel_temperature: must be > 0, got {m.gumbel_temperature}")
         for name, ratios in (("data.split_ratios", dc.split_ratios), ("data.kg_split_ratios", dc.kg_split_ratios)):
@@ -237,18 +271,61 @@ class Config:
             raise ConfigError("train.rec_epochs, train.kg_epochs: at least one must be > 0")
 
 
+#: RecBole's names for settings ktup shares, accepted anywhere a key is (``--set``, YAML, Python)
+#: with a one-line note; RecBole's own spellings of our names (embedding_size, epochs, seed,
+#: weight_decay, valid_metric, margin) need no alias. See also :mod:`ktup.recbole_config`.
+RECBOLE_ALIASES = {
+    "learning_rate": "train.lr",
+    "train_batch_size": "train.batch_size",
+    "eval_batch_size": "eval.user_batch_size",   # RecBole counts rows; ktup counts users (memory stays bounded by eval.memory_budget_mb)
+    "stopping_step": "train.patience",
+    "eval_step": "train.eval_every",
+    "topk": "eval.ks",
+    "learner": "train.optimizer",
+    "data_path": "data.data_dir",
+}
+
 _SECTIONS = ("data", "model", "train", "eval")
 _SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if not f.metadata.get("nested")}
+
+
+def model_options_class(name: str) -> type:
+    """``MODELS[name].Options``: the dataclass of a model's own options (imports the model, so torch)."""
+    return MODELS.get(name, "model").Options
+
+
+def _model_option(model: str, opt: str, value: Any, source: str) -> Any:
+    """``value`` coerced to the type model ``model`` declares for option ``opt``; unknown → ConfigError."""
+    key = f"model.{model}.{opt}"
+    MODELS.check(model, key)
+    types = _field_types(model_options_class(model))
+    if opt not in types:
+        known = ", ".join(types) or "none"
+        raise ConfigError(f"{source}: unknown config key {key!r} ({model}'s own options: {known})")
+    return _coerce(value, types[opt], key, source)
 
 
 def all_keys() -> dict[str, list[str]]:
     """Every valid key by section (for help and error messages)."""
     return {s: list(_field_types(c)) for s, c in _SECTION_TYPES.items()}
+
+
+def resolve_key(key: str, source: str = "config") -> str:
+    """The full ``section.name`` of a (possibly short) key; ``ConfigError`` if unknown or ambiguous."""
+    return ".".join(_resolve_key(str(key), source))
+
+
+def field_type(key: str) -> Any:
+    """The Python type of a full ``section.name`` key (``int``, ``float``, ``str``, ``bool``, ``tuple``)."""
+    section, name = key.split(".", 1)
+    t = _field_types(_SECTION_TYPES[section])[name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if typing.get_origin(t) is typing.Union and len(args) == 1 else t
 
 
 def _resolve_key(key: str, source: str) -> tuple[str, str]:
@@ -260,6 +337,10 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
             raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(name)}")
         return section, name
     owners = [s for s, c in _SECTION_TYPES.items() if key in _field_types(c)]
+    if not owners and key in RECBOLE_ALIASES:
+        target = RECBOLE_ALIASES[key]
+        _note(f"{source}: {key} is RecBole's name for {target}")
+        return tuple(target.split(".", 1))  # type: ignore[return-value]
     if not owners:
         raise ConfigError(f"{source}: unknown config key {key!r}{_suggest(key)}")
     if len(owners) > 1:
@@ -270,7 +351,7 @@ def _resolve_key(key: str, source: str) -> tuple[str, str]:
 def _suggest(name: str) -> str:
     import difflib
 
-    every = [k for ks in all_keys().values() for k in ks]
+    every = [k for ks in all_keys().values() for k in ks] + list(RECBOLE_ALIASES)
     close = difflib.get_close_matches(name, every, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -307,12 +388,13 @@ def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            return float(value)
+            return _finite(float(value), key, source)
         if isinstance(value, str):
             try:
-                return float(value)
+                x = float(value)
             except ValueError:
                 raise bad from None
+            return _finite(x, key, source)
         raise bad
     if ftype is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -325,9 +407,32 @@ def _coerce(value: Any, ftype: Any, key: str, source: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if isinstance(value, (list, tuple)):
+            for v in value:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{source}: {key}: must hold finite numbers, got {list(value)}")
             return tuple(value)
         raise bad
     return value
+
+
+def _finite(x: float, key: str, source: str) -> float:
+    """NaN and ±inf pass every ``<``/``>`` range check (NaN compares false), so refuse them here,
+    naming the key, before they reach an optimiser or a loss."""
+    if not math.isfinite(x):
+        raise ConfigError(f"{source}: {key}: must be a finite number, got {x}")
+    return x
+
+
+_noted: set[str] = set()
+
+
+def _note(msg: str) -> None:
+    """One line on stderr, once per process (alias notes; stdout stays clean for --json/--jsonl)."""
+    if msg not in _noted:
+        _noted.add(msg)
+        import sys
+
+        print(f"ktup: note: {msg}", file=sys.stderr)
 
 
 def check_choice(key: str, value: str, options: tuple) -> None:

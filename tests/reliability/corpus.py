@@ -332,7 +332,7 @@ def cli_cases(run: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
 
 
 def fill_ids(argv: list[str], run: Path) -> list[str]:
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     r = load_run(run)
     u = r.dataset.users.tokens[0]
@@ -379,4 +379,71 @@ CASES += [
          what="a KGAT line with a user and no items is skipped"),
     Case("ka-empty-kg-field", KA, _edit(KA, "kg_final.txt", lambda t: _line(t, 3, "2  6")), "error",
          "kg_final.txt:3: empty relation"),
+]
+
+
+# ------------------------------------------------------------------ issue 17: byte-order marks, repeated headers
+BOM = b"\xef\xbb\xbf"
+
+
+def _insert(text: str, k: int, new: str) -> str:
+    """Insert ``new`` as 1-based line ``k``."""
+    lines = text.split("\n")
+    lines.insert(k - 1, new)
+    return "\n".join(lines)
+
+
+def _check_no_bom(ds) -> None:
+    assert ds.n_users == 8 and ds.n_items == 6, (ds.n_users, ds.n_items)
+    maps = (ds.users, ds.items, ds.entities, ds.relations)
+    assert not any("\ufeff" in t for m in maps for t in m.tokens)
+
+
+def bom_cases() -> list[Case]:
+    """A byte-order mark at the start of each file of each layout loads as if absent."""
+    out = []
+    for fmt, prefix in ((RB, "rb"), (KT, "kt"), (KA, "ka")):
+        for name, data in VALID[fmt]().items():
+            out.append(Case(f"{prefix}-bom-{name.replace('/', '-')}", fmt, {name: BOM + data}, "ok",
+                            check=_check_no_bom, what=f"a byte-order mark at the start of {name} is dropped"))
+    return out
+
+
+CASES += [c for c in bom_cases() if c.id != "rb-bom-toy.inter"]   # rb-bom covers toy.inter
+CASES += [
+    Case("ka-bom-item-list", KA, {"item_list.txt": BOM + b"org_id remap_id\n100 0\n101 1\n"}, "ok", check=_check_no_bom,
+         what="a byte-order mark at the start of item_list.txt is dropped"),
+    Case("rb-repeated-header-kg", RB, _edit(RB, "toy.kg", lambda t: _insert(t, 9, "head_id:token\trelation_id:token\ttail_id:token")),
+         "error", "toy.kg:9: header line repeated as data", what="a header repeated inside .kg (cat of two files)"),
+    Case("rb-repeated-header-inter", RB, _edit(RB, "toy.inter", lambda t: _insert(t, 12, I_HEADER)), "error",
+         "toy.inter:12: header line repeated as data"),
+    Case("rb-repeated-header-link", RB, _edit(RB, "toy.link", lambda t: _insert(t, 4, "item_id:token\tentity_id:token")),
+         "error", "toy.link:4: header line repeated as data"),
+    Case("rb-repeated-header-item", RB, _edit(RB, "toy.item", lambda t: _insert(t, 3, "item_id:token\tmovie_title:token_seq")),
+         "error", "toy.item:3: header line repeated as data"),
+    Case("rb-repeated-header-bare", RB, {"toy.kg": b"head_id\trelation_id\ttail_id\nm0\tgenre\tg0\nhead_id\trelation_id\ttail_id\n"},
+         "error", "toy.kg:3: header line repeated as data", what="untyped header names repeated"),
+    Case("ka-item-list-repeated-header", KA, {"item_list.txt": b"org_id remap_id\n100 0\norg_id remap_id\n101 1\n"},
+         "error", "item_list.txt:3: header line repeated as data"),
+]
+
+# issue 17 item 9: out-of-range and non-finite values, refused naming the key (NaN passes every
+# < / > check, so it used to reach the optimiser or the loss)
+YAML_CASES += [
+    ("nan-weight-decay", "train:\n  weight_decay: .nan\n", "train.weight_decay: must be a finite number, got nan"),
+    ("inf-lr", "train:\n  lr: .inf\n", "train.lr: must be a finite number, got inf"),
+    ("negative-margin", "model:\n  margin: -1\n", "model.margin: must be > 0"),
+    ("nan-ratio", "data:\n  split_ratios: [0.8, .nan, 0.1]\n", "data.split_ratios: must hold finite numbers"),
+]
+SET_CASES += [
+    ("margin-negative", "margin=-1", "model.margin: must be > 0"),
+    ("margin-zero", "margin=0", "model.margin: must be > 0"),
+    ("margin-nan", "margin=nan", "--set: model.margin: must be a finite number, got nan"),
+    ("weight-decay-nan", "weight_decay=.nan", "--set: train.weight_decay: must be a finite number, got nan"),
+    ("lr-inf", "lr=inf", "--set: train.lr: must be a finite number, got inf"),
+    ("lambda-nan", "joint_lambda=.nan", "--set: train.joint_lambda: must be a finite number, got nan"),
+    ("temperature-inf", "gumbel_temperature=.inf", "model.gumbel_temperature: must be a finite number, got inf"),
+    ("threshold-nan", "rating_threshold=nan", "data.rating_threshold: must be a finite number, got nan"),
+    ("constraint-negative", "kg_constraint_weight=-0.5", "model.kg_constraint_weight: must be >= 0, got -0.5"),
+    ("ratio-inf", "split_ratios=[0.8,0.1,.inf]", "data.split_ratios: must hold finite numbers"),
 ]

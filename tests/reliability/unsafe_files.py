@@ -86,8 +86,8 @@ def entry_points(bad_run: Path, user: str, tmp: Path) -> dict[str, Callable[[], 
     """name → a call loading ``bad_run`` through one entry point: ``(exit code, stderr)``."""
     from ktup.explain import Recommender
     from ktup.serving.loading import load_recommender
-    from ktup.training.checkpoint import load_checkpoint
-    from ktup.training.runs import load_run
+    from ktup.runs.checkpoint import load_checkpoint
+    from ktup.runs import load_run
 
     return {
         "ktup evaluate": lambda: _cli("evaluate", str(bad_run)),

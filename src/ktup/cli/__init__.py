@@ -16,6 +16,8 @@ _COMMAND_MODULES = (
     "ktup.cli.evaluate",    # ktup evaluate
     "ktup.cli.recommend",   # ktup recommend / explain / quickstart
     "ktup.cli.serve",       # ktup serve / export
+    "ktup.cli.runs",        # ktup runs [DIR]
+    "ktup.cli.tune",        # ktup tune
 )
 
 

@@ -30,6 +30,9 @@ def register(sub) -> None:
     fp.add_argument("name")
     fp.add_argument("--data-dir", default=None, help="check DIR/NAME (or DIR) instead of fetching")
     fp.add_argument("--force", action="store_true", help="download again even when cached")
+    fp.add_argument("--base-url", default=None, metavar="URL",
+                    help="ml1m-dbpedia: where the published files are (default: $KTUP_ML1M_DBPEDIA_BASE_URL or "
+                         "raw.githubusercontent.com at the pinned commit; file:// works)")
     fp.set_defaults(func=_fetch)
 
 
@@ -63,7 +66,8 @@ def _info(a: argparse.Namespace) -> int:
         return 0
     labels = [("dataset", info["name"]), ("format", ds.meta.get("format")), ("source", ds.meta.get("source")),
               ("users", f"{info['users']:,}"), ("items", f"{info['items']:,}"),
-              ("interactions", f"{info['interactions']:,}"), ("entities", f"{info['entities']:,}"),
+              ("interactions", f"{info['interactions']:,}" + (f" ({info['distinct_pairs']:,} distinct user-item pairs)"
+                                                              if info["distinct_pairs"] != info["interactions"] else "")), ("entities", f"{info['entities']:,}"),
               ("relations", f"{info['relations']:,}"), ("triples", f"{info['triples']:,}"),
               ("linked items", f"{info['linked_items']:,}"), ("sparsity", f"{info['sparsity']:.4%}")]
     w = max(len(k) for k, _ in labels)
@@ -75,10 +79,12 @@ def _info(a: argparse.Namespace) -> int:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from ktup.data.registry import fetch_ml100k, resolve
+    from ktup.data.registry import FETCHABLE, build_recbole_split, fetch_dataset, resolve
 
-    if a.name == "ml-100k" and not a.data_dir:
-        path = fetch_ml100k(force=a.force)
+    if a.name == "ml-100k-recbole-split" and not a.data_dir:
+        path = build_recbole_split(force=a.force)
+    elif a.name in FETCHABLE and not a.data_dir:
+        path = fetch_dataset(a.name, force=a.force, base_url=a.base_url)
     else:
         path = resolve(a.name, a.data_dir).path
     print(path if path is not None else f"{a.name}: generated on the fly, nothing to fetch")

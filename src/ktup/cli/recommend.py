@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", metavar="FILE", help="write batch output here instead of stdout")
     p.add_argument("--exclude", metavar="ID", nargs="+", default=None, help="original item ids never to recommend")
     p.add_argument("--include-seen", action="store_true", help="do not filter items the user already interacted with")
+    p.add_argument("--ids", action="store_true", help="with --explain: print KG entity ids (Freebase mids) instead of 'an entity'")
     _common(p)
     p.set_defaults(func=run_recommend)
 
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
     e.add_argument("--user", required=True, help="original user id")
     e.add_argument("--item", required=True, nargs="+", help="original item id(s)")
     e.add_argument("--json", action="store_true", help="print JSON (an object, or a list for several items)")
+    e.add_argument("--ids", action="store_true", help="print KG entity ids (Freebase mids) instead of 'an entity'")
     _common(e)
     e.set_defaults(func=run_explain)
 
@@ -65,7 +67,7 @@ def register(subparsers) -> None:
     )
     q.add_argument("--dataset", default="ml-100k", help="registry name or path (default: ml-100k)")
     q.add_argument("--epochs", type=int, default=QUICKSTART_EPOCHS,
-                   help=f"training epochs (default: {QUICKSTART_EPOCHS}; a few minutes on 2 cores)")
+                   help=f"training epochs (default: {QUICKSTART_EPOCHS}; about 15 s of training on 2 cores)")
     q.add_argument("--out", default="runs/quickstart", help="run directory (default: runs/quickstart)")
     q.add_argument("--user", default=None, help="user to recommend for (default: the first user of the dataset)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -124,6 +126,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     user_file = args.users
     users = read_user_file(user_file) if user_file else None      # fail before the slow load
     rec = Recommender.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    rec.show_ids = bool(getattr(args, "ids", False))
     if args.explain and not getattr(rec.model, "explains", False):
         raise KtupError(f"explanations are unavailable for {rec.model_name}: it has no preferences "
                         f"(train model=ktup or tup for explanations; drop --explain)")
@@ -174,7 +177,8 @@ def write_batch(rec, uids: np.ndarray, k: int, fh: TextIO, fmt: str, filter_seen
                 r = [user_tok[u], rank, item_tok[i], f"{top_s[row, rank - 1]:.6g}", "" if titles is None else (titles[i] or "")]
                 if explain:
                     x = rec._explain_ids(u, i)
-                    r += [x["top"]["relation"] or x["top"]["relation_name"], f"{x['top']['weight']:.4f}", _evidence_summary(x)]
+                    n = x.get("named") or x["top"]   # the relation the explanation names (its evidence follows)
+                    r += [n["relation"] or n["relation_name"], f"{n['weight']:.4f}", _evidence_summary(x)]
                 w.writerow(r)
         else:
             recs = []
@@ -205,11 +209,13 @@ def _evidence_summary(x: dict) -> str:
 
 def format_recommendations(rec, user: str, out: list[dict], filter_seen: bool = True) -> str:
     """A readable table: rank, item id, score, title (and the reason when explained)."""
+    from ktup.explain.names import display_title
+
     seen = "items already seen left out" if filter_seen else "items already seen included"
     lines = [f"Top-{len(out)} for user {user} ({rec.model_name}, {seen}):"]
     width = max([len(r["item"]) for r in out] + [4])
     for r in out:
-        line = f"{r['rank']:>3}. {r['item']:>{width}}  {r['score']:>10.4f}  {r['title'] or ''}"
+        line = f"{r['rank']:>3}. {r['item']:>{width}}  {r['score']:>10.4f}  {display_title(r['title']) or ''}"
         lines.append(line)
         x = r.get("explanation")
         if x is not None:
@@ -227,6 +233,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if not getattr(rec.model, "explains", False):
         raise KtupError(f"explanations are unavailable for {rec.model_name}: it has no preferences "
                         f"(train model=ktup for KG-relation explanations, or tup for latent ones)")
+    rec.show_ids = bool(getattr(args, "ids", False))
     xs = [rec.explain(args.user, item) for item in args.item]
     if args.json:
         print(json.dumps(xs[0] if len(xs) == 1 else xs, indent=2))
@@ -236,11 +243,12 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 # ===================================================================== quickstart
-QUICKSTART_EPOCHS = 10
+QUICKSTART_EPOCHS = 5  # = ktup.cli.quickstart.QUICK_EPOCHS (kept here so --help needs no torch)
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    from ktup.explain.quickstart import quickstart
+    from ktup.cli.quickstart import quick_config, quickstart
 
+    quick_config(args.dataset, args.epochs, args.overrides, args.device)  # typos fail before torch loads
     return quickstart(dataset=args.dataset, epochs=args.epochs, out=args.out, user=args.user,
                       overrides=args.overrides, device=args.device)

@@ -9,6 +9,8 @@ from typing import Any
 
 from ktup.config import Config
 from ktup.errors import ConfigError
+from ktup.recbole_config import load_config_file
+from ktup.registry import MODELS
 
 
 def register(sub) -> None:
@@ -23,10 +25,12 @@ def register(sub) -> None:
                "  ktup train --init-from runs/tup-... runs/transh-...")
     p.add_argument("--dataset", help="dataset name or path (default: ml-100k)")
     p.add_argument("--data-dir", help="directory holding the dataset files instead of the cache")
-    p.add_argument("--model", help="ktup | tup | transh | transe | bpr | transr | cke | cfkg | kgat (default: ktup)")
-    p.add_argument("--config", metavar="FILE", help="YAML config file")
+    p.add_argument("--model", help=f"{MODELS.help()} (default: ktup)")
+    p.add_argument("--config", metavar="FILE", help="YAML config file: ktup's keys, or a RecBole config (its shared "
+                                                     "settings mapped, the others listed as ignored)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set epochs=20 --set train.lr=0.002 (repeatable)")
+                   help="override a config key, e.g. --set epochs=20 --set train.lr=0.002 (repeatable); RecBole's names "
+                        "for shared settings work too (learning_rate, train_batch_size, stopping_step, topk, ...)")
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<model>-<dataset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -46,7 +50,7 @@ def build_config(args) -> Config:
     if args.resume:
         from pathlib import Path
 
-        from ktup.training.runs import check_run_dir, read_config
+        from ktup.runs import check_run_dir, read_config
 
         for flag in ("config", "dataset", "data_dir", "model", "seed", "init_from", "out"):
             if getattr(args, flag):
@@ -54,7 +58,7 @@ def build_config(args) -> Config:
                                   "(the run keeps its own; use --set for epochs/patience)")
         cfg = read_config(check_run_dir(Path(args.resume)))
     else:
-        cfg = Config.from_yaml(args.config) if args.config else Config()
+        cfg = load_config_file(args.config) if args.config else Config()
         if args.dataset:
             cfg.set("data.dataset", args.dataset, source="--dataset")
         if args.data_dir:
@@ -76,7 +80,12 @@ def build_config(args) -> Config:
 
 def format_final(final: dict[str, Any], path) -> str:
     lines = []
-    stop = " (early stopping)" if final.get("stopped_early") else ""
+    if final.get("stopped_early"):
+        stop = " (converged: early stopping on valid)"
+    elif "stop_reason" in final:
+        stop = " (epoch cap reached before convergence)"
+    else:
+        stop = ""
     head = f"{final.get('model')} on {final.get('dataset')}: best epoch {final.get('best_epoch')} of {final.get('epochs')}{stop}"
     lines.append(head)
     if "test" in final:
@@ -86,7 +95,11 @@ def format_final(final: dict[str, Any], path) -> str:
         lines.append(f"test metrics, protocol {name}" + (f" ({desc})" if desc else "") + ":")
         lines.append("  " + "  ".join(f"{k} {v:.4f}" for k, v in final["test"].items()))
     if "kg_test" in final:
-        lines.append("KG link prediction on test triples (filtered, realistic ties):")
+        kp = final.get("kg_protocol") or {}
+        n, avail = kp.get("triples"), kp.get("triples_available")
+        which = (f"a seeded sample of {n} of {avail} test triples" if n and avail and n < avail
+                 else f"{n} test triples" if n else "test triples")
+        lines.append(f"KG link prediction on {which} (filtered, realistic ties):")
         lines.append("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                      for k, v in final["kg_test"].items()))
     lines.append(f"run directory: {path}")
@@ -94,10 +107,8 @@ def format_final(final: dict[str, Any], path) -> str:
 
 
 def run(args) -> int:
-    from ktup.training import train
-
-    cfg = build_config(args)
-    from ktup.training import distributed
+    cfg = build_config(args)  # before torch is imported: a typo fails in well under a second
+    from ktup.training import distributed, train
 
     if cfg.train.nproc > 1 and not distributed.launched_by_torchrun():
         # Re-run this very command in N processes; each one sees RANK/WORLD_SIZE and trains its shard.

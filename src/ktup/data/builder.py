@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 from ktup.config import DataConfig
 from ktup.data import splits as S
 from ktup.data.dataset import UNLINKED, IdMap, Interactions, KGDataset
-from ktup.data.tables import Tokens
+from ktup.data.tables import Tokens, line_of_row
 from ktup.errors import DataError, KtupError
 
 log = logging.getLogger("ktup.data")
@@ -290,3 +291,27 @@ def _first_duplicate(a: np.ndarray) -> Optional[int]:
 
 def _describe(filters: dict) -> str:
     return "; ".join(f"{k}: {v}" for k, v in filters.items()) or "no filters"
+
+
+# ------------------------------------------------- shared by the readers (formats, layouts)
+def empty_tokens() -> Tokens:
+    return Tokens(np.zeros(0, np.int64), np.zeros(0, dtype=object))
+
+
+def unique_links(link: dict[str, Tokens], file: Path, header_lines: int) -> dict[str, Tokens]:
+    """Drop repeated identical (item, entity) rows; an item linked to two entities is an error."""
+    items, ents = link["item"], link["entity"]
+    pair_first = first_occurrence(items.codes * max(1, len(ents.vocab)) + ents.codes)
+    if not pair_first.all():
+        items = Tokens(items.codes[pair_first], items.vocab)
+        ents = Tokens(ents.codes[pair_first], ents.vocab)
+    is_first = first_occurrence(items.codes)
+    if is_first.all():
+        return {"item": items, "entity": ents}
+    rows = np.flatnonzero(pair_first)                    # positions in the file's data rows
+    k = int(np.flatnonzero(~is_first)[0])
+    prev = int(np.flatnonzero(items.codes == items.codes[k])[0])
+    raise DataError(
+        f"item {items.vocab[items.codes[k]]!r} is linked to a second entity (first link on line "
+        f"{line_of_row(file, int(rows[prev]), header_lines)}); each item may link to one entity",
+        file, line_of_row(file, int(rows[k]), header_lines))

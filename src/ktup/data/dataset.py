@@ -174,6 +174,7 @@ class KGDataset:
     def info(self) -> dict[str, Any]:
         """Summary figures (the keys `ktup datasets info --json` prints)."""
         n_inter = self.n_interactions
+        pairs = self.distinct_pairs()
         return {
             "name": self.name,
             "users": self.n_users,
@@ -183,5 +184,18 @@ class KGDataset:
             "relations": self.n_relations,
             "triples": int(self.kg_train.shape[0] + self.kg_valid.shape[0] + self.kg_test.shape[0]),
             "linked_items": self.n_linked_items,
-            "sparsity": 1.0 - n_inter / max(1, self.n_users * self.n_items),
+            "distinct_pairs": pairs,
+            # share of the user × item matrix left empty: counted on distinct pairs, since a file
+            # that repeats a pair (dedup off) must not push it below 0
+            "sparsity": 1.0 - pairs / max(1, self.n_users * self.n_items),
         }
+
+    def distinct_pairs(self) -> int:
+        """Distinct (user, item) pairs over all splits (one int64 key sort)."""
+        parts = [self.train, self.valid, self.test]
+        key = np.concatenate([np.asarray(p.users, np.int64) * max(1, self.n_items) + np.asarray(p.items, np.int64)
+                              for p in parts]) if parts else np.zeros(0, np.int64)
+        if key.size == 0:
+            return 0
+        key.sort()
+        return int(1 + np.count_nonzero(key[1:] != key[:-1]))

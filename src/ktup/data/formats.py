@@ -14,8 +14,9 @@ from typing import Optional
 
 import numpy as np
 
-from ktup.data.builder import RawData, first_occurrence, merge_tokens
-from ktup.data.tables import Col, Tokens, line_of_row, read_atomic
+from ktup.data.builder import RawData, merge_tokens, unique_links
+from ktup.data.builder import empty_tokens as _empty
+from ktup.data.tables import Col, read_atomic
 from ktup.errors import DataError, KtupError
 
 INTER_COLS = [
@@ -149,26 +150,3 @@ def _cat_optional(tabs: list[dict], key: str) -> Optional[np.ndarray]:
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:
     """Concatenate, without copying a single array (20M-row columns are 160 MB each)."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-
-
-def _empty() -> Tokens:
-    return Tokens(np.zeros(0, np.int64), np.zeros(0, dtype=object))
-
-
-def unique_links(link: dict[str, Tokens], file: Path, header_lines: int) -> dict[str, Tokens]:
-    """Drop repeated identical (item, entity) rows; an item linked to two entities is an error."""
-    items, ents = link["item"], link["entity"]
-    pair_first = first_occurrence(items.codes * max(1, len(ents.vocab)) + ents.codes)
-    if not pair_first.all():
-        items = Tokens(items.codes[pair_first], items.vocab)
-        ents = Tokens(ents.codes[pair_first], ents.vocab)
-    is_first = first_occurrence(items.codes)
-    if is_first.all():
-        return {"item": items, "entity": ents}
-    rows = np.flatnonzero(pair_first)                    # positions in the file's data rows
-    k = int(np.flatnonzero(~is_first)[0])
-    prev = int(np.flatnonzero(items.codes == items.codes[k])[0])
-    raise DataError(
-        f"item {items.vocab[items.codes[k]]!r} is linked to a second entity (first link on line "
-        f"{line_of_row(file, int(rows[prev]), header_lines)}); each item may link to one entity",
-        file, line_of_row(file, int(rows[k]), header_lines))

@@ -21,9 +21,8 @@ from typing import Optional
 
 import numpy as np
 
-from ktup.data.builder import RawData, first_occurrence, merge_tokens
-from ktup.data.formats import _empty, unique_links
-from ktup.data.tables import Col, Tokens, line_of_row, read_plain
+from ktup.data.builder import RawData, empty_tokens, first_occurrence, merge_tokens, unique_links
+from ktup.data.tables import BOM, Col, Tokens, line_of_row, read_plain
 from ktup.errors import DataError
 
 
@@ -96,7 +95,7 @@ def read_ktup_authors(path: Path, name: Optional[str] = None) -> RawData:
             kg_parts.append(np.full(len(t["head"]), k, dtype=np.int8))
             files[f"kg_{p}"] = str(f)
 
-    link = {"item": _empty(), "entity": _empty()}
+    link = {"item": empty_tokens(), "entity": empty_tokens()}
     titles = None
     i2kg = path / "i2kg_map.tsv"
     if i2kg.exists():
@@ -139,6 +138,7 @@ def _read_adjacency(file: Path) -> tuple[Tokens, Tokens]:
     except UnicodeDecodeError as e:
         data = file.read_bytes()
         raise DataError(f"not valid UTF-8 (byte 0x{data[e.start]:02x})", file, data.count(b"\n", 0, e.start) + 1) from None
+    text = text.lstrip(BOM)  # a byte-order mark would glue itself to the first user's id
     for lineno, line in enumerate(text.splitlines(), 1):  # one pass per user line, not per pair
         fields = line.split()
         if not fields:
@@ -162,13 +162,17 @@ def _tokens(values: np.ndarray) -> Tokens:
 def _read_list(file: Path, ncols_min: int) -> list[list[str]]:
     """KGAT ``*_list.txt``: a header line, then space-separated fields."""
     rows = []
+    header: list[str] = []
     with open(file, encoding="utf-8", errors="strict") as f:
         for lineno, line in enumerate(f, 1):
             if lineno == 1:
+                header = line.lstrip(BOM).split()
                 continue
             fields = line.split()
             if not fields:
                 continue
+            if fields == header:
+                raise DataError("header line repeated as data; remove the repeated header", file, lineno)
             if len(fields) < ncols_min:
                 raise DataError(f"expected at least {ncols_min} space-separated fields, found {len(fields)}", file, lineno)
             rows.append(fields)

@@ -4,7 +4,9 @@ Resolution order for ``cfg.dataset`` (``cfg.data_dir`` first when given: ``DIR/N
 synthetic presets (generated, seeded) → an existing directory path → the cache
 (``$KTUP_CACHE_DIR`` or ``~/.cache/ktup``, under ``datasets/NAME``) → the project's shared data
 folder (``$KTUP_SHARED_DATASETS`` or ``../shared/datasets`` beside the repository) → fetching
-(``ml-100k`` only: RecBole 1.2.1's wheel from PyPI ships it).
+(``ml-100k``: RecBole 1.2.1's wheel from PyPI ships it; ``ml-100k-recbole-split``: rebuilt from
+``ml-100k`` by :mod:`ktup.data.recbole_split`, checked against RecBole's own split; ``ml1m-dbpedia``:
+the published PEARLM files, downloaded, checked and converted by :mod:`ktup.data.pearlm`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from ktup.config import DataConfig
+from ktup.data import pearlm
 from ktup.data.dataset import KGDataset
 from ktup.errors import KtupError
 
@@ -30,7 +33,9 @@ RECBOLE_PREFIX = "recbole/dataset_example/ml-100k/"
 
 BUILTIN = {
     "ml-100k": "MovieLens-100K + Freebase KG (KB4Rec) in RecBole atomic files; fetched from RecBole 1.2.1's wheel on PyPI",
-    "ml-100k-recbole-split": "RecBole 1.2.1's exact 8:1:1 split of ml-100k (unlinked items dropped); only in the shared data folder, not fetchable",
+    "ml1m-dbpedia": pearlm.DESCRIPTION,
+    "ml-100k-recbole-split": "RecBole 1.2.1's exact 8:1:1 split of ml-100k (unlinked items dropped, seed 2020); "
+                             "rebuilt from ml-100k on first use, checked file for file against RecBole's",
 }
 
 _said: set[str] = set()
@@ -101,16 +106,28 @@ def resolve(name: str, data_dir: Optional[str] = None, fetch: bool = True) -> Re
     if shared is not None and (shared / name).is_dir() and _has_data(shared / name):
         _say(f"using the local copy of {name} in {shared / name}")
         return Resolved(name, "dir", shared / name, "shared")
-    if name == "ml-100k":
+    if name in FETCHABLE:
         if not fetch:
-            raise KtupError("ml-100k is not downloaded yet: run `ktup datasets fetch ml-100k`")
-        return Resolved(name, "dir", fetch_ml100k(), "fetched")
+            raise KtupError(f"{name} is not downloaded yet: run `ktup datasets fetch {name}`")
+        return Resolved(name, "dir", fetch_dataset(name), "fetched")
     if name == "ml-100k-recbole-split":
-        raise KtupError("ml-100k-recbole-split is RecBole's exact split, available only in the project's shared data "
-                        "folder (set KTUP_SHARED_DATASETS); it cannot be fetched. Use ml-100k (split=random, "
-                        "drop_unlinked=true) for a split of the same kind")
+        return Resolved(name, "dir", build_recbole_split(fetch=fetch), "fetched")
     known = ", ".join(list(BUILTIN) + list(PRESETS))
     raise KtupError(f"unknown dataset {name!r}: not a directory, not in {cache_root()}; known names: {known}")
+
+
+FETCHABLE = ("ml-100k", "ml1m-dbpedia")
+
+
+def fetch_dataset(name: str, force: bool = False, base_url: Optional[str] = None) -> Path:
+    """Download ``name`` (one of :data:`FETCHABLE`) into the cache; returns its folder."""
+    if name == "ml-100k":
+        if base_url:
+            raise KtupError("--base-url applies to ml1m-dbpedia only (ml-100k comes from PyPI through pip)")
+        return fetch_ml100k(force=force)
+    if name == "ml1m-dbpedia":
+        return pearlm.fetch_ml1m_dbpedia(cache_root(), force=force, base=base_url, has_data=_has_data, say=_say)
+    raise KtupError(f"{name} cannot be fetched (fetchable: {', '.join(FETCHABLE)})")
 
 
 def fetch_ml100k(force: bool = False) -> Path:
@@ -157,6 +174,19 @@ def fetch_ml100k(force: bool = False) -> Path:
     return dest
 
 
+def build_recbole_split(force: bool = False, fetch: bool = True) -> Path:
+    """``ml-100k-recbole-split`` in the cache, rebuilt from ``ml-100k`` (fetched when needed and allowed)."""
+    from ktup.data import recbole_split
+
+    dest = cache_root() / recbole_split.NAME
+    if dest.is_dir() and _has_data(dest) and not force:
+        return dest
+    source = resolve("ml-100k", fetch=fetch).path
+    _say(f"building {recbole_split.NAME} from {source}: RecBole 1.2.1's seeded shuffle and 8:1:1 split per user, "
+         f"into {dest}")
+    return recbole_split.build(source, dest)
+
+
 def load_dataset(cfg: DataConfig) -> KGDataset:
     """The main entry: resolve ``cfg.dataset``, read its format, filter and split as ``cfg`` says."""
     from ktup.data.builder import build_dataset
@@ -185,7 +215,7 @@ def list_datasets(data_dir: Optional[str] = None) -> list[dict]:
         elif shared is not None and (shared / name).is_dir():
             where = f"local: {shared / name}"
         else:
-            where = "fetchable" if name == "ml-100k" else "not available"
+            where = "fetchable" if name in FETCHABLE else "fetchable (built from ml-100k)"
         rows.append({"name": name, "status": where, "description": desc})
     for name, args in PRESETS.items():
         rows.append({"name": name, "status": "generated",

@@ -19,10 +19,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ktup.errors import KtupError
+from ktup.registry import SPLITS
 
 Parts = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-METHODS = ("random", "ratio_per_user", "loo", "temporal", "given")
+METHODS = SPLITS.choices()  # the names live in ktup.registry.SPLITS
 
 
 def _ratios(ratios: Sequence[float]) -> np.ndarray:

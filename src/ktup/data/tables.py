@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - exercised through ENGINE="pandas" in t
 
 ENGINE = "arrow" if HAVE_ARROW else "pandas"  # tests switch this to cover both engines
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+BOM = "\ufeff"  # a UTF-8 byte-order mark some editors write at the start of a file; every reader drops it
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def read_header(path: Path, sep: str = "\t") -> list[tuple[str, str]]:
         text = first.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"not valid UTF-8 (byte 0x{first[e.start]:02x} at column {e.start + 1})", path, 1) from None
-    text = text.lstrip("\ufeff").rstrip("\r\n")
+    text = text.lstrip(BOM).rstrip("\r\n")
     out = []
     for field in text.split(sep):
         name, _, typ = field.strip().partition(":")
@@ -87,6 +88,13 @@ def read_header(path: Path, sep: str = "\t") -> list[tuple[str, str]]:
             raise DataError(f"column {name!r} appears twice in header", path, 1)
         out.append((name, typ))
     return out
+
+
+def _raw_header_fields(path: Path, sep: str = "\t") -> tuple[str, ...]:
+    """The header's fields exactly as written (``user_id:token`` or a bare ``user_id``)."""
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8")  # read_header has checked it decodes
+    return tuple(x.strip() for x in first.lstrip(BOM).rstrip("\r\n").split(sep))
 
 
 def _match_columns(path: Path, header: list[tuple[str, str]], cols: Sequence[Col]) -> dict[str, int]:
@@ -113,7 +121,9 @@ def read_atomic(path: Path, cols: Sequence[Col]) -> dict[str, object]:
     path = Path(path)
     header = read_header(path)
     pos = _match_columns(path, header, cols)
-    return _read(path, len(header), [(c, pos[c.key]) for c in cols if c.key in pos], "\t", header_lines=1)
+    fields = _raw_header_fields(path)
+    return _read(path, len(header), [(c, pos[c.key]) for c in cols if c.key in pos], "\t", header_lines=1,
+                 header=fields)
 
 
 def read_plain(path: Path, cols: Sequence[Col], ncols: int, sep: str = "\t", header_lines: int = 0) -> dict[str, object]:
@@ -126,19 +136,38 @@ def read_plain(path: Path, cols: Sequence[Col], ncols: int, sep: str = "\t", hea
     return _read(path, ncols, [(c, k) for k, c in enumerate(cols)], sep, header_lines)
 
 
-def _read(path: Path, ncols: int, plan: list[tuple[Col, int]], sep: str, header_lines: int) -> dict[str, object]:
+def _read(path: Path, ncols: int, plan: list[tuple[Col, int]], sep: str, header_lines: int,
+          header: Optional[tuple[str, ...]] = None) -> dict[str, object]:
+    """``header``: the header's fields as written (``name:type``), to recognise it repeated as data."""
     try:
         out = _read_arrow(path, ncols, plan, sep, header_lines) if ENGINE == "arrow" else _read_pandas(path, ncols, plan, sep, header_lines)
     except DataError:
         raise
     except Exception as e:  # the engine refused the file: find the line ourselves
-        _diagnose(path, ncols, plan, sep, header_lines)
+        _diagnose(path, ncols, plan, sep, header_lines, header)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"could not be parsed: {msg}", path) from None
     if not _looks_valid(out, plan):
-        _diagnose(path, ncols, plan, sep, header_lines)
+        _diagnose(path, ncols, plan, sep, header_lines, header)
         raise DataError("contains an empty or invalid value", path)  # pragma: no cover - diagnose finds it
+    if header is not None:
+        _no_repeated_header(path, out, plan, header, header_lines)
     return out
+
+
+def _no_repeated_header(path: Path, out: dict[str, object], plan, header: tuple[str, ...], header_lines: int) -> None:
+    """A header line repeated inside the file (files concatenated with ``cat``) would load as a
+    row whose ids are the column names: refuse it, naming the line. One vectorised look at each
+    token column's vocabulary (distinct values), not a scan of the rows."""
+    for c, k in plan:
+        if c.kind != "token":
+            continue
+        tok = out[c.key]
+        hit = np.flatnonzero(tok.vocab == header[k]) if len(tok.vocab) else np.zeros(0, np.int64)
+        if hit.size:
+            row = int(np.flatnonzero(tok.codes == int(hit[0]))[0])
+            raise DataError(f"header line repeated as data (value {header[k]!r}); remove the repeated header",
+                            path, line_of_row(path, row, header_lines))
 
 
 def _looks_valid(out: dict[str, object], plan: list[tuple[Col, int]]) -> bool:
@@ -217,7 +246,8 @@ def _read_pandas(path: Path, ncols: int, plan, sep: str, header_lines: int) -> d
 
 
 # --------------------------------------------------------------------------- diagnosis
-def _diagnose(path: Path, ncols: int, plan, sep: str, header_lines: int) -> None:
+def _diagnose(path: Path, ncols: int, plan, sep: str, header_lines: int,
+              header: Optional[tuple[str, ...]] = None) -> None:
     """Scan the file line by line and raise a DataError for the first bad line (slow path only)."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -225,12 +255,16 @@ def _diagnose(path: Path, ncols: int, plan, sep: str, header_lines: int) -> None
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})", path, lineno) from None
+            if lineno == 1:
+                text = text.lstrip(BOM)
             if lineno <= header_lines:
                 continue
             text = text.rstrip("\n").rstrip("\r")
             if text == "":
                 continue
             fields = text.split(sep)
+            if header is not None and tuple(x.strip() for x in fields) == header:
+                raise DataError("header line repeated as data; remove the repeated header", path, lineno)
             if len(fields) != ncols:
                 what = "tab-separated" if sep == "\t" else ("space-separated" if sep == " " else f"{sep!r}-separated")
                 raise DataError(f"expected {ncols} {what} fields, found {len(fields)}", path, lineno)

@@ -106,6 +106,7 @@ class LinkPredictionResult:
     raw: Optional[dict[str, dict[str, float]]] = None   # {"both","head","tail"} when also_raw
     seconds: float = 0.0
     n_available: int = 0                 # triples in the split before subsampling
+    sample_seed: Optional[int] = None    # seed of the subsample when n_triples < n_available
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +116,7 @@ class LinkPredictionResult:
     def to_dict(self) -> dict[str, Any]:
         d = {"split": self.split, "setting": "filtered" if self.filtered else "raw", "ranks": "realistic",
              "triples": self.n_triples, "triples_available": self.n_available,
+             **({"sample_seed": self.sample_seed} if self.sample_seed is not None else {}),
              **self.summary, "head": dict(self.head), "tail": dict(self.tail), "seconds": round(self.seconds, 4)}
         if self.raw is not None:
             d["raw"] = self.raw
@@ -126,7 +128,8 @@ class LinkPredictionResult:
     def format_table(self) -> str:
         setting = "filtered" if self.filtered else "raw"
         lines = [f"KG link prediction — split: {self.split}, {setting}, realistic ranks (ties: mean of optimistic and pessimistic)",
-                 f"triples: {self.n_triples}" + (f" of {self.n_available}" if self.n_available != self.n_triples else "")]
+                 f"triples: {self.n_triples}" + (f" of {self.n_available} (a seeded random sample, seed {self.sample_seed})"
+                                                  if self.n_available != self.n_triples else " (all)")]
         cols = ["mr", "mrr"] + [f"hits@{k}" for k in HITS_AT]
         header = "".ljust(14) + "".join(c.rjust(10) for c in cols)
         lines += ["", header, "-" * len(header)]
@@ -138,11 +141,14 @@ class LinkPredictionResult:
         return "\n".join(lines)
 
 
+SAMPLE_SEED = 0
+
+
 def _subsample(n: int, max_triples: int) -> np.ndarray:
     """Deterministic subset (seeded permutation, kept in the split's order)."""
     if max_triples <= 0 or max_triples >= n:
         return np.arange(n)
-    return np.sort(np.random.default_rng(0).permutation(n)[:max_triples])
+    return np.sort(np.random.default_rng(SAMPLE_SEED).permutation(n)[:max_triples])
 
 
 def _score_matrix(fn, a: torch.Tensor, b: torch.Tensor, n_entities: int, chunk: int, device) -> torch.Tensor:
@@ -163,11 +169,13 @@ def evaluate_link_prediction(
     batch_size: int = 256,
     also_raw: bool = False,
     memory_budget_mb: int = 512,
+    progress: bool = False,
 ) -> LinkPredictionResult:
     """Rank the true tail of (h, r, ?) and the true head of (?, r, t) for the split's triples.
 
     ``model`` needs ``score_tails(h, r, entities)`` and ``score_heads(r, t, entities)`` returning
-    (B, len(entities)) scores, higher is better.
+    (B, len(entities)) scores, higher is better. ``max_triples > 0`` evaluates a seeded random
+    sample of that many triples (:data:`SAMPLE_SEED`); ``progress`` draws a bar on stderr.
     """
     t0 = time.perf_counter()
     if split not in ("train", "valid", "test"):
@@ -190,8 +198,18 @@ def evaluate_link_prediction(
     chunk = int(max(1, min(n_ent, budget // max(1, per_pair * B))))
 
     head_ranks, tail_ranks, raw_head, raw_tail = [], [], [], []
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(triples.shape[0]), desc=f"KG link prediction ({split})", unit="triple", leave=False,
+                   file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
     with inference_mode(model):
         for b0 in range(0, triples.shape[0], B):
+            if bar is not None and b0:
+                bar.update(B)
             tb = triples[b0:b0 + B]
             h, r, t = (torch.from_numpy(np.ascontiguousarray(tb[:, j])).to(device) for j in range(3))
             for direction, fn, q1, q2, true, index, q_np, ranks, raws in (
@@ -216,6 +234,9 @@ def evaluate_link_prediction(
                                         "(try a lower learning rate)")
                     dest.append(value.cpu())
 
+    if bar is not None:
+        bar.close()
+
     def cat(xs):
         return torch.cat(xs).numpy() if xs else np.zeros(0)
 
@@ -239,4 +260,5 @@ def evaluate_link_prediction(
         raw=raw,
         seconds=time.perf_counter() - t0,
         n_available=int(triples_all.shape[0]),
+        sample_seed=SAMPLE_SEED if triples.shape[0] < triples_all.shape[0] else None,
     )

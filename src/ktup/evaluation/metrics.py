@@ -28,7 +28,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-METRICS: tuple[str, ...] = ("recall", "ndcg", "mrr", "hit", "precision", "map", "f1", "ndcg_ktup")
+from ktup.registry import METRICS as _METRIC_REGISTRY  # noqa: E402
+
+METRICS: tuple[str, ...] = _METRIC_REGISTRY.choices()  # the names live in ktup.registry.METRICS
 
 
 def batch_gold(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,9 +9,10 @@ is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from ktup.errors import KtupError
+from ktup.registry import PROTOCOLS as _PROTOCOL_REGISTRY
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,18 @@ class Protocol:
     ranking: str = "full ranking over all items"
     notes: str = ""
     also_accepts: dict[str, tuple] = field(default_factory=dict)  # other values that implement the same setting
+    split_phrase: str = ""                  # the words of ``description`` that name the protocol's split
 
-    def parameters(self) -> dict[str, Any]:
-        """Plain data printed and stored with every result."""
+    def parameters(self, split_used: Optional[str] = None) -> dict[str, Any]:
+        """Plain data printed and stored with every result. ``split_used`` (see :func:`describe_split`)
+        replaces the protocol's own split in the description: a result says the split it was made on."""
+        desc = self.description
+        if split_used and self.split_phrase in desc:
+            desc = desc.replace(self.split_phrase, f"split: {split_used}")
         return {
             "name": self.name,
-            "description": self.description,
+            "description": desc,
+            **({"split_used": split_used} if split_used else {}),
             "data": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.data_overrides.items()},
             "ranking": self.ranking,
             "masking": self.masking,
@@ -68,6 +75,7 @@ RECBOLE = Protocol(
                     "k_core": 0, "rating_threshold": None},
     metrics=("recall", "ndcg", "mrr", "hit", "precision", "map"),
     also_accepts={"split": ("ratio_per_user", "given")},   # "given": RecBole's own split files
+    split_phrase="random 8:1:1 split per user",
     notes="metrics averaged over users with >= 1 held-out item; map as RecBole defines it",
 )
 
@@ -78,18 +86,40 @@ PAPER = Protocol(
                     "k_core": 5, "rating_threshold": None},
     metrics=("precision", "recall", "f1", "hit", "ndcg", "ndcg_ktup"),
     also_accepts={"split": ("ratio_per_user", "given")},
+    split_phrase="per-user shuffle split 70/10/20",
     notes="k-core 5 here (the authors filtered at 5 or 10 depending on the dataset: set data.k_core); "
           "ndcg is the standard one (ideal of the gold set); ndcg_ktup is the authors' variant "
           "(DCG over the DCG of the same hits sorted to the top) and is not comparable to ndcg",
 )
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (RECBOLE, PAPER)}
+#: name → Protocol: the registry of :mod:`ktup.registry` (its entries point at the constants above).
+PROTOCOLS = _PROTOCOL_REGISTRY
+
+
+def describe_split(meta: Optional[dict[str, Any]]) -> Optional[str]:
+    """The split a data set was actually given (``dataset.meta["split"]``) in words, or None."""
+    if not isinstance(meta, dict) or not meta.get("method"):
+        return None
+    method, ratios, seed = meta["method"], meta.get("ratios"), meta.get("seed")
+    if method == "given":
+        return "the data set's own train/valid/test files (given)"
+    if method == "loo":
+        return "leave-one-out per user" + (f" (seed {seed})" if seed is not None else "")
+    parts = ""
+    if ratios:
+        r = [float(x) for x in ratios]
+        small = min((x for x in r if x > 0), default=1.0)
+        parts = ":".join(f"{x / small:g}" for x in r) + " "
+    if method == "temporal":
+        return f"temporal {parts}split per user (earliest first)"
+    if method in ("random", "ratio_per_user"):
+        return f"random {parts}split per user" + (f" (seed {seed})" if seed is not None else "")
+    return None   # not known (e.g. a split read back from a run without its description)
 
 
 def get_protocol(name: str | Protocol) -> Protocol:
     if isinstance(name, Protocol):
         return name
-    try:
-        return PROTOCOLS[str(name)]
-    except KeyError:
-        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})") from None
+    if str(name) not in PROTOCOLS:
+        raise KtupError(f"unknown evaluation protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[str(name)]

@@ -110,6 +110,38 @@ class EvidenceIndex:
         out.sort(key=lambda s: (s.history_items.shape[0] == 0, s.n_items, -s.history_items.shape[0], s.entity))
         return out
 
+    def relations_of(self, item: int) -> np.ndarray:
+        """Relation ids for which ``item`` has at least one KG fact (sorted, unique)."""
+        key0 = int(item) * (self.n_relations + 1)
+        lo, hi = np.searchsorted(self._item_key, [key0, key0 + self.n_relations + 1])
+        return np.unique(self._by_item[lo:hi, 1])
+
+    def support(self, item: int, history: np.ndarray) -> np.ndarray:
+        """(R,) how strongly each relation links ``item`` to ``history`` (one pair; the same
+        figure as :class:`RelationSupport`): Σ over the item's neighbours nb through r of
+        (history items ≠ item reaching nb through r) / (all items reaching it), plus 1 per
+        history item that *is* such a neighbour. 0: no KG path through r."""
+        out = np.zeros(self.n_relations)
+        key0 = int(item) * (self.n_relations + 1)
+        lo, hi = np.searchsorted(self._item_key, [key0, key0 + self.n_relations + 1])
+        facts = self._by_item[lo:hi]
+        if facts.shape[0] == 0:
+            return out
+        history = np.asarray(history, dtype=np.int64)
+        history = history[history != int(item)]
+        rk = facts[:, 1] * self.n_entities + facts[:, 2]
+        a = np.searchsorted(self._rel_key, rk, side="left")
+        b = np.searchsorted(self._rel_key, rk, side="right")
+        owner, pos = expand_csr(np.concatenate([[0], np.cumsum(b - a)]), np.arange(rk.shape[0]))
+        reach = self._by_rel[a[owner] + (pos - np.repeat(np.cumsum(b - a) - (b - a), b - a)), 0]
+        hits = np.bincount(owner[np.isin(reach, history)], minlength=rk.shape[0])
+        w = hits / np.maximum(b - a, 1)
+        ents = self.item_entity[history]
+        ents = np.sort(ents[ents != UNLINKED])                    # history items that *are* a neighbour
+        w = w + (np.searchsorted(ents, facts[:, 2], side="right") - np.searchsorted(ents, facts[:, 2], side="left"))
+        np.add.at(out, facts[:, 1], w)
+        return out
+
     def linked_history(self, entities: np.ndarray, history: np.ndarray, exclude: int) -> np.ndarray:
         """History items that *are* one of ``entities`` (e.g. the film's sequel, which you watched)."""
         history = np.asarray(history, dtype=np.int64)
@@ -161,3 +193,65 @@ class EvidenceIndex:
         found[cand_pair[hit]] = True
         return found
 
+
+
+class RelationSupport:
+    """How strongly each relation connects an item to a user's history in the KG (vectorised).
+
+    ``support[b, r] = Σ_nb  n_hist(u_b, r, nb) / deg(r, nb)`` over the neighbours nb that item
+    i_b reaches through r, where n_hist counts the user's history items (other than i_b)
+    reaching nb through r and deg counts all items reaching it; a history item that *is* nb
+    (a sequel you watched) adds 1. Zero means no KG path through r. Built once for a history
+    (CSR ``hist_indptr, hist_items``); queries are batched joins by binary search.
+    """
+
+    def __init__(self, index: EvidenceIndex, hist_indptr: np.ndarray, hist_items: np.ndarray):
+        self.idx = index
+        f = index._by_item
+        R, E, I = index.n_relations, index.n_entities, index.n_items
+        self.R, self.E = R, E
+        self.f_ptr = np.zeros(I + 1, dtype=np.int64)
+        np.cumsum(np.bincount(f[:, 0], minlength=I), out=self.f_ptr[1:])
+        self.rn = f[:, 1] * E + f[:, 2]
+        self.deg_keys, self.deg = np.unique(self.rn, return_counts=True)
+        hist_users = np.repeat(np.arange(hist_indptr.shape[0] - 1), np.diff(hist_indptr))
+        own, pos = expand_csr(self.f_ptr, np.asarray(hist_items, dtype=np.int64))
+        self.keys, self.counts = np.unique(hist_users[own] * (R * E) + self.rn[pos], return_counts=True)
+        ents = index.item_entity[hist_items]
+        ok = ents != UNLINKED
+        self.ent_keys, self.ent_counts = np.unique(hist_users[ok] * E + ents[ok], return_counts=True)
+        self.hist_indptr, self.hist_items = hist_indptr, hist_items
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, counts: np.ndarray, q: np.ndarray) -> np.ndarray:
+        if keys.shape[0] == 0:
+            return np.zeros(q.shape[0], dtype=np.int64)
+        at = np.minimum(np.searchsorted(keys, q), keys.shape[0] - 1)
+        return np.where(keys[at] == q, counts[at], 0)
+
+    def _in_history(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        I = self.idx.n_items
+        hk = np.repeat(np.arange(self.hist_indptr.shape[0] - 1), np.diff(self.hist_indptr)) * I + self.hist_items
+        q = users * I + items
+        at = np.minimum(np.searchsorted(hk, q), max(hk.shape[0] - 1, 0))
+        return (hk.shape[0] > 0) & (hk[at] == q) if hk.shape[0] else np.zeros(q.shape[0], dtype=bool)
+
+    def support(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(B, R) float64 support of each relation for each (user, item) pair."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        out = np.zeros((users.shape[0], self.R))
+        own, pos = expand_csr(self.f_ptr, items)
+        if own.shape[0] == 0:
+            return out
+        rn = self.rn[pos]
+        c = self._lookup(self.keys, self.counts, users[own] * (self.R * self.E) + rn)
+        c = c - self._in_history(users, items)[own]            # the item itself is not its own evidence
+        w = np.maximum(c, 0) / self.deg[np.searchsorted(self.deg_keys, rn)]
+        nb = self.idx._by_item[pos, 2]
+        direct = self._lookup(self.ent_keys, self.ent_counts, users[own] * self.E + nb)
+        own_ent = self.idx.item_entity[items][own]
+        direct = direct - ((nb == own_ent) & self._in_history(users, items)[own])
+        w = w + np.maximum(direct, 0)
+        np.add.at(out, (own, self.idx._by_item[pos, 1]), w)
+        return out

@@ -1,10 +1,13 @@
 """Build and word one explanation: preference weights, KG evidence and strength.
 
-KTUP binds each induced preference to a KG relation, so the preference with the largest logit
-names *why* (the relation) and the KG says *what* (the entities the item reaches through it,
-shared with items the user already has). ``score_pairs_per_preference`` says *how strongly*:
-the pair's score had each preference been the induced one; the margin between the chosen
-preference and the runner-up separates a clear reason from a toss-up.
+KTUP binds each induced preference to a KG relation. ``top`` is the model's own induced
+preference (largest logit) and is always reported as such. The relation the text *names*
+(``named``) is chosen by a post-hoc evidence step: among the relations through which the item
+reaches the user's history in the KG, the one with the largest ``log weight + log support``
+(model weight × KG path support, :meth:`EvidenceIndex.support`); without any such path, the
+model's top preference when the item has facts of it, else the heaviest relation it has facts
+of. ``chosen_by`` says which rule applied. "Strength" reads the model's weights against the
+uniform 1/K and the runner-up (see :func:`strength_label`). docs/EXPLANATIONS.md has the rules.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from ktup.data.dataset import UNLINKED
-from ktup.explain.names import relation_name
+from ktup.explain.names import display_title, entity_display, relation_labels
 
 if TYPE_CHECKING:
     from ktup.explain.recommender import Recommender
@@ -25,34 +28,63 @@ MAX_HISTORY_ITEMS = 5   # history items listed per entity
 MAX_EXAMPLES = 3        # other items named to describe an entity that has no name
 
 
+def _title(rec: "Recommender", i: int) -> Optional[str]:
+    return display_title(rec.dataset.item_title(i))
+
+
 def _item_ref(rec: "Recommender", i: int) -> dict:
-    return {"item": rec.dataset.items.token(i), "title": rec.dataset.item_title(i)}
+    return {"item": rec.dataset.items.token(i), "title": _title(rec, i)}
 
 
 def _label(rec: "Recommender", i: int) -> str:
-    t = rec.dataset.item_title(i)
+    t = _title(rec, i)
     return t if t else f"item {rec.dataset.items.token(i)}"
 
 
 def _entity_label(rec: "Recommender", e: int) -> str:
-    """Entity name when the dataset has one; else the title of an item linked to it; else its id."""
+    """Entity name when the dataset has one; else the title of an item linked to it; else a
+    readable form of its token ("an entity" for a Freebase mid unless ``rec.show_ids``)."""
     d = rec.dataset
+    ids = bool(getattr(rec, "show_ids", False))
+    tok = d.entities.token(e)
     if d.entity_names is not None and d.entity_names[e]:
         return str(d.entity_names[e])
     linked = rec.evidence.items_of_entity(e)
     if linked.shape[0]:
-        return f"{_label(rec, int(linked[0]))} ({d.entities.token(e)})"
-    return d.entities.token(e)
+        return f"{_label(rec, int(linked[0]))} ({tok})" if ids else _label(rec, int(linked[0]))
+    return entity_display(tok, ids=ids)
 
 
-def _strength(probs: np.ndarray, top: int, runner: Optional[int]) -> str:
-    """How decisively the preference was induced: the top weight against the runner-up's."""
-    if runner is None:
+def labels_of(rec: "Recommender") -> list[str]:
+    """Distinct readable names of the dataset's relations (cached on the recommender)."""
+    cached = getattr(rec, "_relation_labels", None)
+    if cached is None:
+        d = rec.dataset
+        src = (d.meta or {}).get("relation_names") if isinstance(getattr(d, "meta", None), dict) else None
+        tokens = [(src[r] if src and r < len(src) and src[r] else d.relations.token(r)) for r in range(d.n_relations)]
+        cached = relation_labels(tokens)
+        try:
+            rec._relation_labels = cached
+        except AttributeError:
+            pass
+    return cached
+
+
+#: Strength thresholds: the top weight's lift over uniform (w·K) and its ratio to the runner-up's.
+STRONG = (4.0, 2.0)
+MODERATE = (2.0, 1.5)
+
+
+def strength_label(w_top: float, w_runner: Optional[float], k: int) -> str:
+    """strong: the top weight is ≥ 4× uniform (1/K) and ≥ 2× the runner-up's; moderate: ≥ 2×
+    uniform and ≥ 1.5× the runner-up's; weak otherwise ("only preference" when K = 1)."""
+    if w_runner is None or k <= 1:
         return "only preference"
-    ratio = probs[top] / max(probs[runner], 1e-12)
-    if probs[top] >= 0.5 and ratio >= 2.0:
+    # compared as printed (one decimal), so the label never disagrees with the numbers beside it
+    lift, ratio = round(w_top * k, 1), round(w_top / max(w_runner, 1e-12), 1)
+    if lift >= STRONG[0] and ratio >= STRONG[1]:
         return "strong"
-    if ratio >= 1.5:
+    if lift >= MODERATE[0] and ratio >= MODERATE[1]:
         return "moderate"
     return "weak"
 
@@ -71,6 +103,7 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
     relations = getattr(model, "preference_relation", None)
     induction = str(getattr(model, "induction", None) or _config_induction(rec) or "soft")
 
+    labels = None if relations is None else labels_of(rec)
     order = np.argsort(-logits, kind="stable")
     prefs = []
     for k in order.tolist():
@@ -78,44 +111,76 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
         prefs.append({
             "preference": k,
             "relation": None if r is None else d.relations.token(r),
-            "relation_name": f"preference {k}" if r is None else relation_name(d.relations.token(r)),
+            "relation_name": f"preference {k}" if r is None else labels[r],
             "weight": float(probs[k]),
             "logit": float(logits[k]),
             "score": float(per_pref[k]),
         })
     top = prefs[0]
     runner = prefs[1] if len(prefs) > 1 else None
+    K = len(prefs)
     margin = None if runner is None else top["score"] - runner["score"]
     strength = {
         "score": top["score"],
         "runner_up": None if runner is None else runner["relation_name"],
         "runner_up_relation": None if runner is None else runner["relation"],
         "runner_up_score": None if runner is None else runner["score"],
+        "runner_up_weight": None if runner is None else runner["weight"],
         "margin": margin,
         "weight_margin": None if runner is None else top["weight"] - runner["weight"],
-        "label": _strength(probs, int(order[0]), None if runner is None else int(order[1])),
+        "uniform": 1.0 / K,
+        "lift": top["weight"] * K,
+        "ratio_to_runner_up": None if runner is None else top["weight"] / max(runner["weight"], 1e-12),
+        "label": strength_label(top["weight"], None if runner is None else runner["weight"], K),
     }
+    hist = rec.history(u)
+    seen = bool(np.isin(i, hist))
+    named = None if relations is None else _named(rec, i, hist, prefs, [int(x) for x in relations])
     out = {
         "user": d.users.token(u),
         "item": d.items.token(i),
-        "title": d.item_title(i),
+        "title": _title(rec, i),
         "model": rec.model_name,
         "induction": induction,
         "scoring": str(getattr(model, "scoring", induction)),
         "score": score,
+        "seen": seen,
         "top": top,
+        "named": named,
         "preferences": prefs,
         "strength": strength,
-        "evidence": None if relations is None else _evidence(rec, u, i, int(relations[int(order[0])])),
+        "evidence": None if named is None else _evidence(rec, u, i, d.relations.index(named["relation"])),
         "history_verb": "which you watched" if _is_movies(d.name) else "from your history",
     }
     out["text"] = format_explanation(out)
     return out
 
 
+def _named(rec: "Recommender", i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
+    """The relation the explanation names (the post-hoc evidence step; module docstring)."""
+    idx = rec.evidence
+    sup = idx.support(i, hist)                                    # (R,) by relation id
+    rel_id = {p["preference"]: relations[p["preference"]] for p in prefs}
+    s = np.array([sup[rel_id[p["preference"]]] if rel_id[p["preference"]] < sup.shape[0] else 0.0 for p in prefs])
+    w = np.array([p["weight"] for p in prefs])
+    has = set(idx.relations_of(i).tolist())
+    if (s > 0).any():
+        comb = np.where(s > 0, np.log(np.maximum(w, 1e-300)) + np.log(np.maximum(s, 1e-300)), -np.inf)
+        j, rule = int(np.argmax(comb)), "kg-path"
+    else:
+        with_facts = [j for j, p in enumerate(prefs) if rel_id[p["preference"]] in has]
+        if not with_facts or 0 in with_facts:
+            j, rule = 0, "model"
+        else:
+            j, rule = with_facts[0], "facts"
+    p = prefs[j]
+    return {**p, "rank": j + 1, "support": float(s[j]), "top_support": float(s[0]), "chosen_by": rule,
+            "is_model_top": j == 0, "item_has_facts": rel_id[p["preference"]] in has}
+
+
 def _is_movies(name: str) -> bool:
     n = str(name).lower()
-    return n.startswith("ml-") or "movie" in n or "film" in n
+    return n.startswith(("ml-", "ml1m", "ml10m", "ml20m")) or "movie" in n or "film" in n
 
 
 def _config_induction(rec: "Recommender") -> Optional[str]:
@@ -131,7 +196,7 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
     e = int(d.item_entity[i])
     ev = {
         "relation": d.relations.token(r),
-        "relation_name": relation_name(d.relations.token(r)),
+        "relation_name": labels_of(rec)[r],
         "item_entity": None if e == UNLINKED else d.entities.token(e),
         "paths_found": False,
         "n_entities": 0,
@@ -163,15 +228,17 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
     ev["direct_history"] = [_item_ref(rec, int(h)) for h in direct[:MAX_HISTORY_ITEMS]]
     ev["paths_found"] = bool(direct.shape[0] or any(s.history_items.shape[0] for s in shared))
     if not shared:
-        ev["note"] = f"the KG holds no {ev['relation_name']} fact about this item; the reason rests on the relation alone"
+        ev["note"] = (f"the KG holds no \"{ev['relation_name']}\" fact about this item (nor any fact linking it to "
+                      "your history); the reason rests on the learned preference alone")
     elif not ev["paths_found"]:
-        ev["note"] = f"no item in the user's history shares its {ev['relation_name']}; the reason rests on the relation alone"
+        ev["note"] = (f"no item in your history shares a \"{ev['relation_name']}\" link with it; "
+                      "the reason rests on the learned preference alone")
     return ev
 
 
 def _described(ent: dict) -> str:
-    """An entity's label, with a few items sharing it when the label is only an id."""
-    if ent["name"] != ent["entity"] or not ent.get("examples"):
+    """An entity's label, with a few items sharing it when the label alone says little."""
+    if ent["name"] not in ("an entity", ent["entity"]) or not ent.get("examples"):
         return ent["name"]
     return f"{ent['name']} (as in {', '.join(r['title'] or 'item ' + r['item'] for r in ent['examples'])})"
 
@@ -186,39 +253,54 @@ def _titles(refs: list[dict], total: int) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _rel_label(p: dict, clash: bool) -> str:
-    """Relation name, with the token when two preferences' names read the same."""
-    return f"{p['relation_name']} ({p['relation']})" if clash and p["relation"] else p["relation_name"]
+def _q(p: dict) -> str:
+    return f"\"{p['relation_name']}\""
 
 
 def format_explanation(x: dict) -> str:
-    """A few readable lines: the reason, its strength, and the KG evidence (or its absence)."""
+    """A few readable lines: the item (and whether it is already seen), the named relation and
+    how it was chosen, the strength in checkable terms, and the KG evidence (or its absence)."""
     top, st, prefs = x["top"], x["strength"], x["preferences"]
+    named = x.get("named") or top
     verb = x.get("history_verb", "from your history")
     what = f"{x['title']} (item {x['item']})" if x["title"] else f"item {x['item']}"
-    rel = top["relation_name"]
-    lines = [f"{what} for user {x['user']}: score {x['score']:.4f}"]
-    reason = f"Recommended for its {rel}" if top["relation"] is not None else f"Induced {rel}"
     how = f"{x['induction']} induction"
     if x.get("scoring", x["induction"]) != x["induction"]:
         how += f", {x['scoring']} score"
-    reason += f" (weight {top['weight']:.2f}, {how}"
-    if top["relation"] is not None:
-        reason += f", relation {top['relation']}"
-    lines.append(reason + ").")
+    lines = [f"{what} for user {x['user']}: score {x['score']:.4f} ({how})"]
+    if x.get("seen"):
+        lines.append("You already have this item (it is in your history): this explains its score; "
+                     "it would not be recommended to you.")
+    K = len(prefs)
+    if top["relation"] is None:
+        lines.append(f"Induced {top['relation_name']} (weight {top['weight']:.2f} against uniform 1/{K} = {1 / K:.2f}); "
+                     "this model's preferences are latent (not bound to KG relations): no KG evidence.")
+    else:
+        rule = named.get("chosen_by", "model")
+        reason = f"Reason: {_q(named)} ({named['relation']}), model weight {named['weight']:.2f}"
+        if rule == "kg-path" and named.get("is_model_top"):
+            reason += "; it is the model's own top preference and links this item to your history in the KG."
+        elif rule == "kg-path":
+            reason += (f" (its rank {named['rank']} of {K}), named because it links this item to your history in the KG "
+                       f"(weight × KG support is highest). The model's own top preference is {_q(top)} "
+                       f"({top['relation']}, weight {top['weight']:.2f}), which "
+                       + ("links it to nothing in your history." if named.get("top_support", 0) <= 0 else
+                          "links it to your history less strongly."))
+        elif rule == "facts":
+            reason += (f" (its rank {named['rank']} of {K}); the model's own top preference {_q(top)} "
+                       f"(weight {top['weight']:.2f}) has no fact about this item, so the heaviest relation it has facts of is named.")
+        else:
+            reason += "; the model's own top preference."
+        lines.append(reason)
     if len(prefs) > 1:
-        ru = prefs[1]
-        clash = ru["relation_name"] == rel
-        line = (f"Strength: {st['label']} — score {st['score']:.4f} under {_rel_label(top, clash)} vs "
-                f"{st['runner_up_score']:.4f} under the runner-up {_rel_label(ru, clash)} (weight {ru['weight']:.2f}); "
-                f"margin {st['margin']:+.4f}")
-        if st["margin"] < 0:
-            line += f", so {ru['relation_name']} alone would score it higher"
-        lines.append(line + ".")
+        lines.append(
+            f"Strength: {st['label']} — the model's top weight {top['weight']:.2f} ({_q(top)}) is "
+            f"{st['lift']:.1f}× uniform (1/{K} = {st['uniform']:.2f}) and {st['ratio_to_runner_up']:.1f}× the runner-up "
+            f"{_q(prefs[1])} ({prefs[1]['weight']:.2f}); strong needs ≥ 4× uniform and ≥ 2× the runner-up, moderate ≥ 2× and ≥ 1.5×.")
     ev = x.get("evidence")
     if ev is None:
-        lines.append("This model's preferences are latent (not bound to KG relations): no KG evidence.")
         return "\n".join(lines)
+    rel = named["relation_name"]
     for ent in ev["entities"][:3]:
         if ent["n_history"]:
             lines.append(
@@ -232,6 +314,6 @@ def format_explanation(x: dict) -> str:
         if ev["entities"]:
             names = ", ".join(_described(e) for e in ev["entities"][:3])
             more = ev["n_entities"] - min(3, len(ev["entities"]))
-            note = f"Its {rel}: {names}{f' and {more} more' if more > 0 else ''}. " + note
+            note = f"Its {_q(named)} links: {names}{f' and {more} more' if more > 0 else ''}. " + note
         lines.append(note)
     return "\n".join(lines)

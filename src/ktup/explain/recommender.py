@@ -1,9 +1,10 @@
 """The user-facing recommender: top-k lists, explanations and scores in original ids.
 
 Everything returned is plain data (lists, dicts, floats, strings) so the CLI, the HTTP service
-and notebooks can print or serialise it directly. Ranking is batched and vectorised: users are
-scored against all items in chunks with ``model.score_all_items``, items the user already
-interacted with are masked to −inf and ``torch.topk`` picks the list.
+and notebooks can print or serialise it directly. Ranking is the evaluator's own core
+(:func:`ktup.evaluation.ranking.top_k_items`): users are scored against all items in chunks
+with ``model.score_all_items``, items the user already interacted with are masked to −inf, and
+the list is picked with the same seeded tie policy, so ``recommend`` and ``evaluate`` rank alike.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import torch
 
 from ktup.data.dataset import Interactions, KGDataset
 from ktup.errors import KtupError
-from ktup.explain.evidence import EvidenceIndex, expand_csr
+from ktup.evaluation.ranking import top_k_items
+from ktup.evaluation.topk import DEFAULT_TIE_SEED
+from ktup.explain.evidence import EvidenceIndex
+from ktup.explain.names import display_title
+from ktup.models.base import Model
 
 _ALL_SPLITS = ("train", "valid", "test")
 
@@ -43,6 +48,7 @@ class Recommender:
         seen_splits: Sequence[str] = _ALL_SPLITS,
         memory_budget_mb: int = 256,
         run=None,
+        tie_seed: int = DEFAULT_TIE_SEED,
     ):
         for s in seen_splits:
             if s not in _ALL_SPLITS:
@@ -53,7 +59,11 @@ class Recommender:
         self.run = run
         self.seen_splits = tuple(seen_splits)
         self.memory_budget_mb = int(memory_budget_mb)
+        self.tie_seed = int(tie_seed)
         self.model.eval()
+        if isinstance(model, Model):       # duck-typed scorers (tests, adapters) have no hooks
+            with torch.no_grad():
+                model.prepare_inference()
         seen = Interactions.concat([dataset.split(s) for s in self.seen_splits])
         self._seen_indptr, self._seen_items = seen.csr()      # (U+1,), (n,) sorted per user
         self._evidence: Optional[EvidenceIndex] = None
@@ -62,7 +72,7 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu", **kwargs) -> "Recommender":
         """Open a run directory written by ``ktup train`` (its exact split, config and weights)."""
-        from ktup.training.runs import load_run
+        from ktup.runs import load_run
 
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
         return cls(run.model, run.dataset, device=device, run=run, **kwargs)
@@ -95,13 +105,6 @@ class Recommender:
         return self._seen_items[self._seen_indptr[user]:self._seen_indptr[user + 1]]
 
     # ------------------------------------------------------------- ranking core
-    def _batch_size(self) -> int:
-        # The models chunk over items inside score_all_items; here only the (B, N) score block
-        # and its mask copies count.
-        per_user = max(1, self.dataset.n_items) * 4 * 4
-        return int(max(1, min(1024, self.memory_budget_mb * 2**20 // per_user)))
-
-    @torch.no_grad()
     def top_k(
         self,
         users: np.ndarray,
@@ -112,32 +115,14 @@ class Recommender:
         """Vectorised top-k for internal user ids: ``(items (U, k) int64, scores (U, k) float32)``.
 
         Slots with no eligible item left (k larger than the candidate set) hold item −1 and
-        score −inf.
+        score −inf. Ties go in the evaluator's seeded per-user order (``tie_seed``).
         """
         users = np.asarray(users, dtype=np.int64)
-        n_items = self.dataset.n_items
-        k_eff = int(min(max(k, 0), n_items))
-        out_items = np.full((users.shape[0], k_eff), -1, dtype=np.int64)
-        out_scores = np.full((users.shape[0], k_eff), -np.inf, dtype=np.float32)
-        if k_eff == 0 or users.shape[0] == 0:
-            return out_items, out_scores
-        excl = None if exclude is None or len(exclude) == 0 else torch.as_tensor(np.asarray(exclude, dtype=np.int64))
-        bs = self._batch_size()
-        for start in range(0, users.shape[0], bs):
-            ub = users[start:start + bs]
-            scores = self.model.score_all_items(torch.as_tensor(ub, device=self.device)).float().cpu()  # (B, N)
-            if filter_seen:
-                rows, pos = expand_csr(self._seen_indptr, ub)
-                scores[torch.as_tensor(rows), torch.as_tensor(self._seen_items[pos])] = -torch.inf
-            if excl is not None:
-                scores[:, excl] = -torch.inf
-            top_s, top_i = torch.topk(scores, k_eff, dim=1)   # (B, k), sorted descending
-            top_i = top_i.numpy()
-            top_s = top_s.numpy()
-            top_i[~np.isfinite(top_s)] = -1
-            out_items[start:start + len(ub)] = top_i
-            out_scores[start:start + len(ub)] = top_s
-        return out_items, out_scores
+        items, scores = top_k_items(
+            self.model, users, k, self.dataset.n_items,
+            seen=(self._seen_indptr, self._seen_items) if filter_seen else None, exclude=exclude,
+            user_batch_size=1024, memory_budget_mb=self.memory_budget_mb, tie_seed=self.tie_seed)
+        return items.numpy(), scores.numpy()
 
     def recommend(
         self,
@@ -149,7 +134,8 @@ class Recommender:
     ) -> list:
         """Top-``k`` items for one user (original id) or many (a list of original ids).
 
-        One user → a list of ``{"item", "title", "score", "rank"}`` dicts, best first; a list of
+        One user → a list of ``{"item", "title", "display_title", "score", "rank"}`` dicts, best first
+        (``title`` as the data has it, ``display_title`` with a trailing article put back in front); a list of
         users → a list of such lists in the same order. ``filter_seen`` drops the user's known
         interactions; ``exclude`` (original item ids) drops items for everyone; ``explain`` adds
         each item's explanation under ``"explanation"``.
@@ -166,7 +152,8 @@ class Recommender:
             for rank, (i, s) in enumerate(zip(top_i[row].tolist(), top_s[row].tolist()), start=1):
                 if i < 0:
                     break
-                rec = {"item": self.dataset.items.token(i), "title": self.dataset.item_title(i),
+                title = self.dataset.item_title(i)
+                rec = {"item": self.dataset.items.token(i), "title": title, "display_title": display_title(title),
                        "score": float(s), "rank": rank}
                 if explain:
                     rec["explanation"] = self._explain_ids(u, i)

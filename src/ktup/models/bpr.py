@@ -25,6 +25,9 @@ class BPRMF(Model):
     def build(cls, config, dataset) -> "BPRMF":
         return cls(dataset.n_users, dataset.n_items, config.embedding_size)
 
+    def tables(self) -> dict[str, str]:
+        return {"user": "users", "item": "items"}
+
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
         u = self.user(self._ids(users))                       # (B, d)
         pos_i, neg = self._ids(pos_items), self._ids(neg_items)

@@ -23,17 +23,9 @@ from torch import nn
 
 from ktup.models import functional as fn
 from ktup.models.base import Model
+from ktup.models.functional import item_node_rows
 from ktup.models.kg import KGScoringMixin
 from ktup.models.transr import clip_rows_
-
-
-def item_node_rows(item_entity, n_entities: int) -> torch.Tensor:
-    """Node row of every item: its entity, or ``n_entities + k`` for the k-th unlinked item."""
-    ie = np.asarray(item_entity, dtype=np.int64)
-    unlinked = ie < 0
-    rows = ie.copy()
-    rows[unlinked] = n_entities + np.arange(int(unlinked.sum()), dtype=np.int64)
-    return torch.as_tensor(rows, dtype=torch.long)
 
 
 class CFKG(KGScoringMixin, Model):
@@ -55,6 +47,11 @@ class CFKG(KGScoringMixin, Model):
         self.relation_norm = None                                        # TransE: no hyperplanes
         for emb in (self.user, self.entity, self.relation):
             fn.xavier_normalised_(emb.weight)
+
+    def tables(self) -> dict[str, str]:
+        """Node rows after the entities (unlinked items) and the ``interact`` row after the KG
+        relations are extra rows of these tables."""
+        return {"user": "users", "entity": "entities", "relation": "relations"}
 
     @property
     def interact(self) -> int:

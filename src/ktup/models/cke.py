@@ -51,6 +51,9 @@ class CKE(TransRScoring, Model):
         identity_projections_(self.relation_proj, embedding_size, embedding_size)
         self.register_buffer("item_entity_row", item_entity_rows(item_entity, n_entities), persistent=False)
 
+    def tables(self) -> dict[str, str]:
+        return {"user": "users", "item": "items", "entity": "entities", "relation": "relations"}
+
     @classmethod
     def build(cls, config, dataset) -> "CKE":
         return cls(dataset.n_users, dataset.n_items, dataset.n_entities, dataset.n_relations, dataset.item_entity,

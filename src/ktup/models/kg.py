@@ -62,9 +62,11 @@ class KGScoringMixin:
         ids = torch.cat([h, t, nh.reshape(-1), nt.reshape(-1)])
         ents = self.entity(ids)                              # (2B + 2·B·n_neg, d)
         n_neg = nh.numel()
-        h_e, t_e = ents[:B], ents[B:2 * B]
-        nh_e = ents[2 * B:2 * B + n_neg].reshape(*nh.shape, -1)
-        nt_e = ents[2 * B + n_neg:].reshape(*nt.shape, -1)
+        # split, not slices: a slice's backward zero-fills a tensor of the whole gather per slice
+        # (four (2B + 2·B·n_neg, d) fills per step, a third of a KG step); split's backward
+        # concatenates. Same gradient values either way.
+        h_e, t_e, nh_e, nt_e = torch.split(ents, [B, B, n_neg, nt.numel()])
+        nh_e, nt_e = nh_e.reshape(*nh.shape, -1), nt_e.reshape(*nt.shape, -1)
         r_e = self.relation(r)                               # (B, d)
         w_raw = None if self.relation_norm is None else self.relation_norm(r)
         w = None if w_raw is None else fn.normal(w_raw, self.unit_normals)
@@ -131,6 +133,13 @@ class TransH(KGScoringMixin, Model):
         return cls(dataset.n_entities, dataset.n_relations, config.embedding_size, norm=config.norm,
                    unit_normals=config.unit_normals, margin=config.margin,
                    kg_constraint_weight=config.kg_constraint_weight)
+
+
+    def tables(self) -> dict[str, str]:
+        out = {"entity": "entities", "relation": "relations"}
+        if self.relation_norm is not None:
+            out["relation_norm"] = "relations"
+        return out
 
 
 class TransE(TransH):

@@ -5,8 +5,8 @@ knowledge graph (CKG: user–item interactions plus KG triples, items aligned wi
   training interaction ``(u, interact, i)`` and ``(i, interacted_by, u)``: 2R + 2 relations.
 * Attention (eq. 4-5): ``π(h, r, t) = (W_r e_t)ᵀ tanh(W_r e_h + e_r)``, softmax over the edges
   leaving ``h``. It is a constant of the propagation, recomputed once per epoch
-  (:meth:`KGAT.refresh_attention`, called by the trainer before each epoch, as the authors' code
-  does) and saved with the weights (the ``attention`` buffer), so a resumed run is exact.
+  (:meth:`KGAT.refresh_attention`, run by the ``on_epoch_start`` hook before each epoch, as the
+  authors' code does) and saved with the weights (the ``attention`` buffer), so a resumed run is exact.
 * Propagation (eq. 3, 8): ``e_N = A e`` with the sparse attention matrix ``A`` (one
   ``torch.sparse.mm`` per layer, no loop over edges), the bi-interaction aggregator
   ``LeakyReLU(W₁(e + e_N)) + LeakyReLU(W₂(e ⊙ e_N))``, message dropout, layer sizes
@@ -16,8 +16,8 @@ knowledge graph (CKG: user–item interactions plus KG triples, items aligned wi
 * KG loss: TransR with ``−ln σ(g(neg) − g(pos))`` (eq. 1-2), sharing ``e``, ``e_r`` and ``W_r``
   with the attention.
 
-In eval mode the final user and item matrices are computed once and cached (until the next
-``train()``, ``refresh_attention()`` or ``load_state_dict``), so full ranking is one matmul.
+In eval mode the final user and item matrices are computed once (``prepare_inference``) and
+cached (until the next ``train()``, ``refresh_attention()`` or ``load_state_dict``), so full ranking is one matmul.
 Explains nothing yet: attention weights rank a user's or item's neighbours, but no per-(user,
 item) relation is induced (see docs/ARCHITECTURE.md).
 """
@@ -33,7 +33,7 @@ from torch import nn
 
 from ktup.models import functional as fn
 from ktup.models.base import Model
-from ktup.models.cfkg import item_node_rows
+from ktup.models.functional import item_node_rows
 from ktup.models.transr import TransRScoring, identity_projections_
 
 
@@ -91,6 +91,18 @@ class KGAT(TransRScoring, Model):
         self._adjacency: Optional[torch.Tensor] = None
         self._final: Optional[torch.Tensor] = None
         self.refresh_attention()
+
+    def tables(self) -> dict[str, str]:
+        """Node rows after the entities (unlinked items) and the inverse/interaction relation rows
+        after the KG relations are extra rows of these tables."""
+        return {"user": "users", "entity": "entities", "relation": "relations"}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.refresh_attention()
+
+    def prepare_inference(self) -> None:
+        self._final = None
+        self._final_embeddings()
 
     @classmethod
     def build(cls, config, dataset) -> "KGAT":

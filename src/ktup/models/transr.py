@@ -161,6 +161,9 @@ class TransR(TransRScoring, Model):
     def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
         return self.transr_loss(heads, relations, tails, neg_heads, neg_tails)
 
+    def tables(self) -> dict[str, str]:
+        return {"entity": "entities", "relation": "relations"}
+
     def constrain_(self) -> None:
         """‖h‖, ‖t‖, ‖r‖ ≤ 1 (hard); the projected norms are the loss's soft constraint."""
         clip_rows_(self.entity)

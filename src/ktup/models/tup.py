@@ -111,10 +111,17 @@ class TUP(RecBoleInterface, Model):
                     rows = g.coalesce().indices()[0]
                     v = w.index_select(0, rows)
                     w.index_copy_(0, rows, v * (limit / v.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
-                else:
-                    w.mul_((limit / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
+                else:   # only the rows over the limit are rewritten (the others' factor is exactly 1)
+                    norms = w.norm(dim=1)
+                    rows = (norms > limit).nonzero()[:, 0]
+                    if rows.numel():
+                        factor = (limit / norms.index_select(0, rows).clamp_min(fn.EPS)).clamp_max(1.0)
+                        w.index_copy_(0, rows, w.index_select(0, rows) * factor[:, None])
 
     # ------------------------------------------------------------ the tables
+    def tables(self) -> dict[str, str]:
+        return {"user": "users", "item": "items", "preference": "preferences", "preference_norm": "preferences"}
+
     @property
     def preference_relation(self) -> Optional[list[int]]:
         """KG relation bound to each preference; None: TUP's preferences are free."""
@@ -164,7 +171,8 @@ class TUP(RecBoleInterface, Model):
         B = pos.shape[0]
         u = self.user(users)                                # (B, d): one gather per table per step
         items = self.item_vectors(torch.cat([pos, neg.reshape(-1)]))   # (B + B·n_neg, d)
-        i_pos, i_neg = items[:B], items[B:].reshape(*neg.shape, -1)
+        i_pos, i_neg = torch.split(items, [B, neg.numel()])   # split: no zero-filled slice gradients
+        i_neg = i_neg.reshape(*neg.shape, -1)
         d_pos = self._pair_vec(u, i_pos, noisy)[3] - self._item_bias(pos)   # (B,)
         if neg.dim() == 2:
             d_neg = self._pair_vec(u[:, None], i_neg, noisy)[3]   # (B, n_neg)
@@ -172,9 +180,13 @@ class TUP(RecBoleInterface, Model):
         else:
             d_neg = self._pair_vec(u, i_neg, noisy)[3]
         d_neg = d_neg - self._item_bias(neg)
-        return fn.bpr_loss(d_pos, d_neg) + self._rec_extra_loss(pos, neg)
+        return fn.bpr_loss(d_pos, d_neg) + self._rec_extra_loss(pos, neg) + self._pair_extra_loss(users, pos, u, i_pos)
 
     def _rec_extra_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), dtype=self.user.weight.dtype, device=self.user.weight.device)
+
+    def _pair_extra_loss(self, users, pos, u, i_pos) -> torch.Tensor:
+        """A term on the positive pairs' induction (KTUP's relation alignment); none in TUP."""
         return torch.zeros((), dtype=self.user.weight.dtype, device=self.user.weight.device)
 
     # ------------------------------------------------------------------ scores
@@ -235,7 +247,8 @@ class KTUP(KGScoringMixin, TUP):
                  induction: str = "soft", norm: str = "l1", combine: str = "sum", unit_normals: bool = True,
                  align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
                  gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0,
-                 item_bias: bool = False, inference: str = "induced", user_max_norm: float = 0.0):
+                 item_bias: bool = False, inference: str = "induced", user_max_norm: float = 0.0,
+                 relation_alignment: float = 0.0, alignment_targets=None):
         if n_relations <= 0:
             raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
         super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
@@ -256,21 +269,40 @@ class KTUP(KGScoringMixin, TUP):
         if ((ie >= n_entities) | (ie < -1)).any():
             raise KtupError("ktup: item_entity holds ids outside [-1, n_entities)")
         self.register_buffer("item_entity", torch.where(ie < 0, torch.full_like(ie, n_entities), ie))
+        # Relation alignment (models/alignment.py): targets are derived data, rebuilt from the
+        # dataset by build(), so they are not part of the checkpoint (non-persistent buffers).
+        self.relation_alignment = float(relation_alignment)
+        if self.relation_alignment < 0:
+            raise ConfigError(f"model.relation_alignment: must be >= 0, got {relation_alignment}")
+        empty = (np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        for name, arr in zip(("_ra_keys", "_ra_indptr", "_ra_relation", "_ra_weight"),
+                             alignment_targets if alignment_targets is not None else empty):
+            self.register_buffer(name, torch.as_tensor(arr), persistent=False)
         self.constrain_()
 
     @classmethod
     def build(cls, config, dataset) -> "KTUP":
+        align = float(getattr(config, "relation_alignment", 0.0) or 0.0)
+        targets = None
+        if align > 0 and len(dataset.train) and dataset.n_relations > 0:
+            from ktup.models.alignment import alignment_targets
+            targets = alignment_targets(dataset.train.users, dataset.train.items, dataset.kg_train,
+                                        dataset.item_entity, dataset.n_items, dataset.n_relations)
         return cls(dataset.n_users, dataset.n_items, dataset.n_entities, dataset.n_relations,
                    dataset.item_entity, config.embedding_size, induction=config.induction, norm=config.norm,
                    combine=config.combine, unit_normals=config.unit_normals, align_loss=config.align_loss,
                    margin=config.margin, kg_constraint_weight=config.kg_constraint_weight,
                    gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
                    item_bias=getattr(config, "item_bias", False), inference=getattr(config, "inference", "induced"),
-                   user_max_norm=getattr(config, "user_max_norm", 0.0))
+                   user_max_norm=getattr(config, "user_max_norm", 0.0),
+                   relation_alignment=align, alignment_targets=targets)
 
     @property
     def preference_relation(self) -> list[int]:
         return list(range(self.n_relations))
+
+    def tables(self) -> dict[str, str]:
+        return {**super().tables(), "entity": "entities", "relation": "relations", "relation_norm": "relations"}
 
     def constrain_(self) -> None:
         """Keep the padding entity at zero (an optimiser's weight decay could otherwise move it);
@@ -301,6 +333,21 @@ class KTUP(KGScoringMixin, TUP):
         return self.align_weight * fn.align_loss(self.item(items), self.entity(self.item_entity[items]),
                                                  L1_flag=self.norm == "l1")
 
+    def _pair_extra_loss(self, users, pos, u, i_pos) -> torch.Tensor:
+        """Relation alignment: cross-entropy of ``softmax(α(u, i⁺))`` against the relations that
+        connect the pair to the user's other training items in the KG (mean over pairs with a target)."""
+        if self.relation_alignment <= 0 or self._ra_keys.numel() == 0:
+            return super()._pair_extra_loss(users, pos, u, i_pos)
+        from ktup.models.alignment import batch_targets
+
+        target, has = batch_targets(self._ra_keys, self._ra_indptr, self._ra_relation, self._ra_weight,
+                                    users * self.n_items + pos, self.n_relations)
+        if not bool(has.any()):
+            return super()._pair_extra_loss(users, pos, u, i_pos)
+        P, _ = self.preference_tables()
+        logp = torch.log_softmax(((u + i_pos) @ P.T)[has], dim=-1)
+        return -self.relation_alignment * (target[has].to(logp.dtype) * logp).sum(-1).mean()
+
     def init_from(self, other: Model) -> "KTUP":
         """Pre-training as the authors did: users, items and preferences from a ``tup`` model;
         entities and relations from a ``transh`` model (or everything from a ``ktup`` model)."""
@@ -310,12 +357,12 @@ class KTUP(KGScoringMixin, TUP):
                 _copy_table(self, other, name)
         elif isinstance(other, TUP):
             TUP.init_from(self, other)
-        elif getattr(other, "name", None) == "transh":
+        elif other.name == "transh":
             _copy_table(self, other, "entity", rows=self.n_entities)
             _copy_table(self, other, "relation")
             _copy_table(self, other, "relation_norm")
         else:
-            raise KtupError(f"ktup: cannot initialise from a {getattr(other, 'name', type(other).__name__)} model "
+            raise KtupError(f"ktup: cannot initialise from a {other.name} model "
                             "(tup, transh or ktup)")
         with torch.no_grad():   # an exact copy; only the padding entity is reset (max_norm applies from the first step)
             self.entity.weight[self.n_entities].zero_()

@@ -25,6 +25,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ktup.explain.names import display_title
+
 MAX_LIST = 1000          # users or history items in one response
 _SPLITS = ("train", "valid", "test")
 _ASSETS = {  # URL name -> (package file, media type); nothing else is served
@@ -196,7 +198,8 @@ def explorer_router(recommender: Any, about: dict):
         for r in rows:
             i = int(a.items[r])
             t = None if a.ts is None or np.isnan(a.ts[r]) else float(a.ts[r])
-            out.append({"item": dataset.items.token(i), "title": dataset.item_title(i),
+            title = dataset.item_title(i)
+            out.append({"item": dataset.items.token(i), "title": title, "display_title": display_title(title),
                         "split": a.split_names[int(a.split[r])], "timestamp": t})
         return {
             "user": user_id,

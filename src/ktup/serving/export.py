@@ -35,16 +35,10 @@ from ktup.errors import KtupError, RunError
 EXPORT_FORMAT = 1
 FORMATS = ("npz", "parquet")
 
-# model sub-module → (file stem, id kind). "<kind>_norm" tables are the hyperplane normals.
-_TABLE_NAMES = {
-    "user": ("users", "users"),
-    "item": ("items", "items"),
-    "entity": ("entities", "entities"),
-    "relation": ("relations", "relations"),
-    "relation_norm": ("relation_normals", "relations"),
-    "preference": ("preferences", "preferences"),
-    "preference_norm": ("preference_normals", "preferences"),
-}
+# File stems of the built-in models' tables (model.tables() gives the id kind); a table of
+# another name is written as ``<submodule name>.npz``. "*_norm" tables are hyperplane normals.
+_STEMS = {"user": "users", "item": "items", "entity": "entities", "relation": "relations",
+          "relation_norm": "relation_normals", "preference": "preferences", "preference_norm": "preference_normals"}
 
 
 def is_export_dir(path: str | os.PathLike) -> bool:
@@ -57,8 +51,8 @@ def _id_tokens(kind: str, model: Any, dataset: Any) -> Optional[list[str]]:
     if kind in ("users", "items", "entities", "relations"):
         return list(getattr(dataset, kind).tokens)
     if kind == "preferences":
-        bound = getattr(model, "preference_relation", None)
-        n = int(getattr(model, "num_preferences", 0) or 0)
+        bound = model.preference_relation
+        n = int(model.num_preferences or 0)
         if bound:
             return [dataset.relations.token(r) for r in bound]
         return [f"p{k}" for k in range(n)] if n else None
@@ -75,10 +69,12 @@ def collect_tables(model: Any, dataset: Any) -> tuple[dict[str, dict], dict[str,
     """
     tables: dict[str, dict] = {}
     extra: dict[str, np.ndarray] = {}
+    kinds = model.tables()
     for key, tensor in model.state_dict().items():
         arr = tensor.detach().cpu().numpy()
         module = key[: -len(".weight")] if key.endswith(".weight") else None
-        stem, kind = _TABLE_NAMES.get(module, (module, None)) if module else (None, None)
+        kind = kinds.get(module) if module else None
+        stem = _STEMS.get(module, module) if module else None
         ids = _id_tokens(kind, model, dataset) if kind else None
         if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating) and module:
             if ids is not None and arr.shape[0] >= len(ids):
@@ -131,6 +127,7 @@ def export_model(model: Any, dataset: Any, to: str | os.PathLike, *, config: Any
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o777 & ~_umask())   # mkdtemp makes it 0700; the export is a normal folder
     except OSError as e:
         blocker = next((q for q in target.parents if q.exists() and not q.is_dir()), None)
         why = f"{blocker} is a file, not a directory" if blocker is not None else (e.strerror or str(e))
@@ -152,11 +149,11 @@ def export_model(model: Any, dataset: Any, to: str | os.PathLike, *, config: Any
         manifest = {
             "format": EXPORT_FORMAT,
             "ktup_version": __version__,
-            "model": str(getattr(model, "name", type(model).__name__)),
+            "model": str(model.name),
             "table_format": fmt,
             "config": cfg_dict,
             "dimensions": {
-                "embedding_size": int(getattr(model, "embedding_size", 0) or 0),
+                "embedding_size": int(model.embedding_size or 0),
                 "users": len(dataset.users), "items": len(dataset.items),
                 "entities": len(dataset.entities), "relations": len(dataset.relations),
                 "preferences": len(_id_tokens("preferences", model, dataset) or []),
@@ -194,10 +191,16 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, fmt: str = "npz", force: bool = False,
                checkpoint: str = "best") -> Path:
     """Export a run directory's model (``checkpoint``: best | last | a .pt path) to ``to``."""
-    from ktup.training.runs import load_run
+    from ktup.runs import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)
     info = {**run.info, "checkpoint": checkpoint, "source": str(Path(run_dir).resolve())}
@@ -215,7 +218,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    from ktup.training.runs import read_npz
+    from ktup.runs import read_npz
 
     return read_npz(path, missing="missing (incomplete export)")
 
@@ -301,8 +304,13 @@ def load_export(path: str | os.PathLike, device: str = "cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RunError(f"{folder}: tables do not fit model {config.model.model} ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), dataset
+        from ktup.models.base import describe_load_error
+
+        raise RunError(f"{folder}: tables do not fit model {config.model.model} ({describe_load_error(e)})") from None
+    model.to(device).eval()
+    with torch.no_grad():
+        model.prepare_inference()
+    return model, dataset
 
 
 def _row_order(ids: list[str], spec: dict, model: Any, dataset: Any, where: Path) -> np.ndarray:

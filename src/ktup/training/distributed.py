@@ -191,13 +191,9 @@ class LossModule(nn.Module):
         self.model = model
 
     def forward(self, rec_args: Optional[tuple], kg_args: Optional[tuple], lam: float):
-        m = self.model
-        rec = m.rec_loss(*rec_args) if rec_args is not None else None
-        kg = m.kg_loss(*kg_args) if kg_args is not None else None
-        if rec is not None and kg is not None:
-            loss = lam * rec + (1.0 - lam) * kg
-        else:
-            loss = rec if rec is not None else kg
+        from ktup.training.schedule import joint_loss
+
+        loss, rec, kg = joint_loss(self.model, rec_args, kg_args, lam)
         loss = loss + 0.0 * self._touch_all(loss.device)
         return loss, rec, kg
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ktup.errors import KtupError
+from ktup.registry import KG_SAMPLERS
 
 
 def _unique_int(a: np.ndarray) -> np.ndarray:
@@ -130,8 +131,7 @@ class CorruptTripleSampler:
         triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
         self.n_entities = int(n_entities if n_entities is not None else kg_train.n_entities)
         self.n_relations = int(n_relations if n_relations is not None else kg_train.n_relations)
-        if mode not in ("uniform", "bernoulli"):
-            raise KtupError(f"train.kg_sampling: must be uniform or bernoulli, got {mode!r}")
+        KG_SAMPLERS.check(mode)
         self.mode, self.num_negatives = mode, int(num_negatives)
         self.device = torch.device(device)
         h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]

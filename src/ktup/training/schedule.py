@@ -86,3 +86,14 @@ def epoch_plan(epoch: int, n_rec: int, n_kg_pass: int, uses_rec: bool, uses_kg: 
 
 def n_batches(n: int, batch_size: int) -> int:
     return int(math.ceil(n / batch_size)) if n > 0 else 0
+
+
+def joint_loss(model, rec_args, kg_args, lam: float):
+    """``(loss, rec_loss, kg_loss)`` of one step: the rec loss, the KG loss, or — when both batches
+    are given (``sum`` steps) — ``lam · rec + (1 − lam) · kg``. The one place the joint losses are
+    combined, for the single-process trainer and the DDP forward alike."""
+    rec = model.rec_loss(*rec_args) if rec_args is not None else None
+    kg = model.kg_loss(*kg_args) if kg_args is not None else None
+    if rec is not None and kg is not None:
+        return lam * rec + (1.0 - lam) * kg, rec, kg
+    return (rec if rec is not None else kg), rec, kg

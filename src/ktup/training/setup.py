@@ -8,7 +8,8 @@ from typing import Optional
 import torch
 
 from ktup.errors import ConfigError
-from ktup.training import runs
+from ktup.registry import OPTIMIZERS
+from ktup import runs
 
 
 def device_for(name: str) -> torch.device:
@@ -37,8 +38,7 @@ def uses_sparse(cfg, model=None) -> bool:
 
 def check_optimizer(cfg) -> None:
     """Refuse what the trainer cannot do, before a run directory is written."""
-    if cfg.optimizer not in ("adam", "adagrad", "sgd", "sparse_adam"):
-        raise ConfigError(f"train.optimizer: unknown optimiser {cfg.optimizer!r}")
+    OPTIMIZERS.check(cfg.optimizer)
 
 
 def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.Optimizer:
@@ -56,12 +56,15 @@ def build_optimizer(cfg, params, sparse: Optional[bool] = None) -> torch.optim.O
         if cfg.optimizer in ("adam", "sparse_adam"):
             return LazyAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         cls = torch.optim.Adagrad if cfg.optimizer == "adagrad" else torch.optim.SGD
+        # torch's sparse Adagrad builds COO tensors from indices it made itself: say explicitly that
+        # they need no invariant checks (torch's default, which it otherwise warns about on every run)
+        torch.sparse.check_sparse_tensor_invariants.disable()
         return cls(params, lr=cfg.lr, weight_decay=0.0, foreach=False)
-    classes = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+    cls = OPTIMIZERS.get(cfg.optimizer)
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     for extra in ({"fused": True}, {"foreach": True}, {}):
         try:
-            return classes[cfg.optimizer](params, **kw, **extra)
+            return cls(params, **kw, **extra)
         except (RuntimeError, TypeError, ValueError):
             continue
     raise ConfigError(f"train.optimizer: cannot build {cfg.optimizer}")  # unreachable in practice
@@ -101,8 +104,7 @@ def init_from(model, run_dirs, dataset, device, log) -> None:
         if runs.dataset_fingerprint(src.dataset) != fp:
             raise ConfigError(f"train.init_from: {rd} was trained on different data "
                               f"({src.info.get('dataset')}); ids would not line up")
-        if hasattr(model, "init_from"):
-            model.init_from(src.model)
+        if model.init_from(src.model) is not None:   # the model's own rule (Model.init_from)
             log(f"initialised from {rd} ({src.info.get('model')})")
             continue
         own = model.state_dict()

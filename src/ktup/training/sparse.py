@@ -4,7 +4,7 @@ With dense gradients every optimiser step reads and writes every row of the user
 entity tables (Adam: five passes over each), so a step's cost grows with the catalogue even
 though a batch touches a few thousand rows. ``train.sparse=true``:
 
-* the *big* tables (``user``, ``item``, ``entity`` — rows indexed by users, items, entities) are
+* the *big* tables (those ``model.tables()`` names with rows of users, items or entities) are
   switched to ``nn.Embedding(sparse=True)``: their gradients are sparse COO tensors holding only
   the looked-up rows. The small K×d tables (relations, hyperplane normals, preferences) stay
   dense: they are read whole by every step anyway.
@@ -28,36 +28,35 @@ from typing import Iterable
 import torch
 from torch import nn
 
-#: Embedding modules whose rows are users, items or entities (the tables that grow with the data).
-BIG_TABLES = ("user", "item", "entity")
+def big_tables(model) -> dict[str, nn.Embedding]:
+    """The model's tables whose rows are users, items or entities (they grow with the data),
+    from its :meth:`~ktup.models.base.Model.tables`."""
+    from ktup.models.base import BIG_KINDS
+
+    return {name: emb for name, emb in model.table_modules().items() if model.tables()[name] in BIG_KINDS}
 
 
-def enable_sparse(model: nn.Module) -> list[str]:
+def enable_sparse(model) -> list[str]:
     """Switch the model's big tables to sparse gradients; returns their names.
 
     Only lookups (``emb(ids)``) produce sparse gradients; code reading ``emb.weight`` directly
     (full scoring in evaluation) runs under ``no_grad`` and is unaffected.
     """
     names = []
-    for name in BIG_TABLES:
-        emb = getattr(model, name, None)
-        if isinstance(emb, nn.Embedding):
-            emb.sparse = True
-            names.append(name)
+    for name, emb in big_tables(model).items():
+        emb.sparse = True
+        names.append(name)
     return names
 
 
-def big_table_rows(model: nn.Module) -> int:
+def big_table_rows(model) -> int:
     """Rows of the user, item and entity tables together (what dense updates pay for per step)."""
-    return sum(int(getattr(model, n).num_embeddings) for n in BIG_TABLES
-               if isinstance(getattr(model, n, None), nn.Embedding))
+    return sum(int(emb.num_embeddings) for emb in big_tables(model).values())
 
 
-def disable_sparse(model: nn.Module) -> None:
-    for name in BIG_TABLES:
-        emb = getattr(model, name, None)
-        if isinstance(emb, nn.Embedding):
-            emb.sparse = False
+def disable_sparse(model) -> None:
+    for emb in big_tables(model).values():
+        emb.sparse = False
 
 
 class LazyAdam(torch.optim.Optimizer):

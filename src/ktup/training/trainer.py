@@ -1,7 +1,7 @@
 """The training loop: joint schedules, validation, early stopping, checkpoints, resume.
 
 ``train(config)`` builds the dataset and model, writes a run directory (see
-:mod:`ktup.training.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
+:mod:`ktup.runs`) and returns a :class:`Run`. Each epoch's randomness is derived from
 ``(seed, epoch)`` and checkpoints are taken at epoch boundaries, so ``train(resume=RUN)``
 continues a killed run to bitwise the same result as an uninterrupted one (on CPU).
 """
@@ -21,18 +21,20 @@ import torch
 from ktup.config import Config
 from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
-from ktup.training import runs
+from ktup import runs
 from ktup.training.batches import EpochRandom, KGStream, derived_seed
-from ktup.training.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
+from ktup.runs.checkpoint import (atomic_write_text, encode_checkpoint, keep_previous, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
+from ktup.runs.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
+from ktup.training.callbacks import CallbackList, Plots, ProgressLogger, trackers_from_config
 from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
-from ktup.training.schedule import KG, REC, SUM, epoch_plan, n_batches
+from ktup.training.schedule import KG, REC, SUM, epoch_plan, joint_loss, n_batches
 
 # Keys that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE_KEYS = {"train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
+RESUMABLE_KEYS = {"train.trackers", "train.epochs", "train.patience", "train.eval_every", "train.device", "train.threads",
                   "train.nproc", "train.dist_backend"}
 RANK_STREAM = 4  # derived_seed(seed, RANK_STREAM, rank): the negatives of ranks > 0
 
@@ -43,14 +45,21 @@ class NonFiniteLoss(KtupError):
 
 # ====================================================================== public API
 def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = None,
-          resume: Optional[str] = None, progress: str = "bar") -> runs.Run:
-    """Train a model and return its :class:`~ktup.training.runs.Run` (best checkpoint loaded).
+          resume: Optional[str] = None, progress: str = "bar", on_eval=None, test: bool = True,
+          callbacks=()) -> runs.Run:
+    """Train a model and return its :class:`~ktup.runs.Run` (best checkpoint loaded).
 
     ``config``: the full configuration (``None`` with ``resume`` reuses the run's own).
     ``dataset``: an in-memory :class:`KGDataset` (else ``load_dataset(config.data)``).
     ``out``: run directory (default ``runs/<model>-<dataset>-<timestamp>``).
     ``resume``: a run directory to continue from its ``checkpoints/last.pt``.
     ``progress``: ``bar`` | ``quiet`` | ``jsonl``.
+    ``on_eval``: called as ``on_eval(epoch, value, record)`` after each validation (``value`` is
+    ``train.valid_metric``, higher = better except ``mr``); an exception it raises stops the run
+    (hyperparameter search prunes trials this way, see ``ktup.tuning``).
+    ``test=False``: the test split is never evaluated (``final.json`` holds no test metrics).
+    ``callbacks``: :class:`~ktup.training.callbacks.Callback` objects, after the trackers that
+    ``train.trackers`` names (called on the process that writes the run).
     """
     tc = (config.train if config is not None else
           runs.read_config(runs.check_run_dir(resume)).train if resume is not None else Config().train)
@@ -63,6 +72,8 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
                 config = Config()
             config.validate()
             trainer = Trainer.for_new_run(config, dataset, out, progress)
+        trainer.on_eval, trainer.run_test = on_eval, test
+        trainer.set_callbacks(callbacks)
         return trainer.fit()
     finally:
         dist_.shutdown(created)
@@ -70,6 +81,19 @@ def train(config: Optional[Config] = None, dataset=None, out: Optional[str] = No
 
 # ====================================================================== trainer
 class Trainer:
+    callbacks: Optional[CallbackList] = None   # set_callbacks() (fit() sets the defaults if nobody did)
+    on_eval = None      # callback(epoch, value, record) after each validation (train(on_eval=...))
+    run_test = True     # False: never evaluate the test split (tuning)
+
+    def set_callbacks(self, extra=()) -> None:
+        """Progress logging and plots, the trackers of ``train.trackers``, then ``extra``; none on
+        ranks > 0 (rank 0 reports)."""
+        if not self.dist.is_main:
+            self.callbacks = CallbackList(())
+            return
+        self.callbacks = CallbackList([ProgressLogger(), Plots()] + trackers_from_config(self.config.train.trackers)
+                                      + list(extra or ()))
+
     def __init__(self, config: Config, dataset, run_dir: Path, progress: str, info: dict[str, Any]):
         from ktup.models import build_model
 
@@ -81,8 +105,10 @@ class Trainer:
         self.dist = dist_.info()
         device_for(self.cfg.device)
         self.device = dist_.training_device(self.cfg.device, self.dist)
-        if self.cfg.threads > 0:
-            torch.set_num_threads(self.cfg.threads)
+        from ktup.training.threads import apply_threads
+
+        self.threads, self.threads_reason = apply_threads(self.cfg, config.model)
+        self.info["threads"] = self.threads
         # ranks > 0 write nothing: rank 0 owns the run directory
         self.progress = Progress(progress if self.dist.is_main else "quiet",
                                  run_dir / "train.log" if self.dist.is_main else None)
@@ -117,6 +143,12 @@ class Trainer:
         self.stopped_early = False
         self._setup_validation()
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._lock: Optional[RunLock] = None   # rank 0's exclusive lock on run_dir, released by fit()
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -126,21 +158,26 @@ class Trainer:
         main = dist_.info().is_main
         # Fail on an unwritable destination before spending time on data or training.
         existed = out is not None and Path(out).exists()
+        locks: list[RunLock] = []
         if main:
             if out is not None:
                 runs.prepare_run_dir(Path(out))
+                locks.append(lock_run_dir(Path(out)))  # another writer there: stop before touching anything
             else:
                 runs.check_writable(Path("runs"))
         made = Path(out) if out is not None else None
         try:
-            return cls._start_new_run(config, dataset, out, progress, main)
+            return cls._start_new_run(config, dataset, out, progress, main, locks)
         except BaseException:
             if main and made is not None:  # a run that never started leaves nothing behind
                 runs.discard_unstarted(made, existed=existed)
+            for lock in locks:
+                lock.release()
             raise
 
     @classmethod
-    def _start_new_run(cls, config: Config, dataset, out: Optional[str], progress: str, main: bool) -> "Trainer":
+    def _start_new_run(cls, config: Config, dataset, out: Optional[str], progress: str, main: bool,
+                       locks: list[RunLock]) -> "Trainer":
         source = "memory"
         if dataset is None:
             from ktup.data import load_dataset
@@ -156,6 +193,7 @@ class Trainer:
                     run_id = f"{config.model.model}-{name}-{timestamp()}-{uuid.uuid4().hex[:4]}"
                     out_path = Path("runs") / run_id
                 runs.prepare_run_dir(out_path)
+                locks.append(lock_run_dir(out_path))
         else:
             out_path = Path(out)
         run_id, out_path = dist_.broadcast_object((run_id, str(out_path)), dist_.info())  # rank 0 names the run
@@ -167,6 +205,9 @@ class Trainer:
             "ktup_version": __version__, "status": "running", "split_hash": runs.split_hash(dataset),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": config.train.device,
             "epochs_done": 0, "best_epoch": None,
+            # how the split was made (a run rebuilt from split.npz says the same split in its results)
+            "split": runs.jsonable({k: v for k, v in ((getattr(dataset, "meta", None) or {}).get("split") or {}).items()
+                                    if k in ("method", "ratios", "seed")}),
         }
         info["nproc"] = dist_.info().world
         try:
@@ -175,6 +216,7 @@ class Trainer:
             if main and out is None:
                 runs.discard_unstarted(out_path, existed=False)
             raise
+        self._lock = locks[0] if locks else None
         if main:
             atomic_write_text(out_path / "config.yaml", config.to_yaml())
             runs.save_split(out_path / "split.npz", dataset)
@@ -190,11 +232,25 @@ class Trainer:
                           f"({len(dataset.train)} interactions, {len(dataset.kg_train)} triples) -> {out_path}"
                           + (f", {self.dist.world} processes" if self.dist.enabled else "")
                           + (f", sparse updates of {', '.join(self.sparse_tables)}" if self.sparse_tables else ""))
+        self.progress.log(self._header_threads())
         return self
 
     @classmethod
     def for_resume(cls, run_dir: str, config: Optional[Config], dataset, progress: str) -> "Trainer":
         path = runs.check_run_dir(run_dir)
+        # one writer at a time: a second resume of the same run stops here, naming the holder's pid
+        lock = lock_run_dir(path) if dist_.info().is_main else None
+        try:
+            self = cls._resume(path, config, dataset, progress)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    @classmethod
+    def _resume(cls, path: Path, config: Optional[Config], dataset, progress: str) -> "Trainer":
         saved_cfg = runs.read_config(path)
         info = runs.read_json(path / "run.json")
         if config is None:
@@ -243,7 +299,12 @@ class Trainer:
             if self.progress.mode != "bar" and di.is_main:  # a damaged checkpoint is always said
                 print(f"ktup: warning: {note}", file=sys.stderr, flush=True)
         self.progress.log(f"resuming {path} after epoch {self.epoch} (step {self.global_step})")
+        self.progress.log(self._header_threads())
         return self
+
+    def _header_threads(self) -> str:
+        return (f"threads: {self.threads} ({self.threads_reason}; set train.threads=N to choose)"
+                if self.device.type == "cpu" else f"device: {self.device}")
 
     # ---------------------------------------------------------------- validation
     def _setup_validation(self) -> None:
@@ -259,20 +320,22 @@ class Trainer:
             self.valid_kind = "kg" if len(self.dataset.kg_valid) else None
         self.valid_metric = metric
 
-    def _evaluate(self, split: str, kind: str) -> dict[str, Any]:
+    def _evaluate(self, split: str, kind: str, progress: bool = False) -> dict[str, Any]:
         from ktup import evaluation
 
         ec = self.config.eval
         self.model.eval()
         try:
             with torch.no_grad():
+                self.model.prepare_inference()
                 if kind == "rec":  # users sharded over ranks when distributed, gathered: same numbers
                     res = dist_.evaluate_recommendation_sharded(
                         self.model, self.dataset, split, ks=self.ks, protocol=ec.protocol,
                         user_batch_size=ec.user_batch_size, memory_budget_mb=ec.memory_budget_mb, di=self.dist)
                 else:
                     res = evaluation.evaluate_link_prediction(
-                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples)
+                        self.model, self.dataset, split, filtered=True, max_triples=ec.kg_eval_max_triples,
+                        progress=progress)
         finally:
             self.model.train()
         return res
@@ -292,7 +355,9 @@ class Trainer:
             self.model.load_state_dict(s["model"])
             self.optimizer.load_state_dict(s["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
-            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({str(e).splitlines()[0]})") from None
+            from ktup.models.base import describe_load_error
+
+            raise RunError(f"{self.run_dir}: checkpoint does not fit this model/optimiser ({describe_load_error(e)})") from None
         set_rng_state(s["rng"])
         self.epoch, self.global_step = int(s["epoch"]), int(s["global_step"])
         self.kg_batches_done = int(s["kg_batches_done"])
@@ -302,7 +367,8 @@ class Trainer:
     def _mark_failed(self, e: BaseException) -> None:
         if not self.dist.is_main:
             return
-        self.info["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        self.info["status"] = ("interrupted" if isinstance(e, KeyboardInterrupt)
+                               else getattr(e, "run_status", "failed"))  # e.g. "pruned" (ktup.tuning)
         self.info["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
         try:  # the disk may be full or gone: the original error is what the user must see
             self._write_info()
@@ -323,9 +389,6 @@ class Trainer:
         ``record["planned_steps"]`` is the full epoch's step count)."""
         cfg, e = self.cfg, self.epoch
         t0, c0 = time.perf_counter(), time.process_time()
-        refresh = getattr(self.model, "refresh_attention", None)   # KGAT: per-epoch attention (until on_epoch_start)
-        if refresh is not None:
-            refresh()
         rnd = EpochRandom(cfg.seed, e, self.device)
         n_rec = n_batches(len(self.rec_users), cfg.batch_size) if self.uses_rec else 0
         kinds = epoch_plan(e, n_rec, self.kg_stream.batches_per_pass, self.uses_rec, self.uses_kg, cfg)
@@ -360,12 +423,7 @@ class Trainer:
                 if self.ddp is not None:
                     loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
                 else:
-                    rec_loss = self.model.rec_loss(*rec_args) if rec_args is not None else None
-                    kg_loss = self.model.kg_loss(*kg_args) if kg_args is not None else None
-                    if kind == SUM:
-                        loss = lam * rec_loss + (1.0 - lam) * kg_loss
-                    else:
-                        loss = rec_loss if kind == REC else kg_loss
+                    loss, rec_loss, kg_loss = joint_loss(self.model, rec_args, kg_args, lam)
                 if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
@@ -409,14 +467,25 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> runs.Run:
+        try:
+            return self._fit()
+        finally:
+            self.release_lock()
+
+    def _fit(self) -> runs.Run:
         cfg = self.cfg
         if self.dist.enabled and self.ddp is None:  # after init_from / resume: DDP broadcasts rank 0's weights
             self.ddp = dist_.wrap_ddp(self.model, self.device, self.dist)
         self.model.train()
         try:
+            if self.callbacks is None:
+                self.set_callbacks()
+            self.callbacks.on_train_start(self)
             while self.epoch < cfg.epochs and not self.stopped_early:
                 t0 = time.perf_counter()
+                self.model.on_epoch_start(self.epoch)
                 record = self._run_epoch()
+                self.model.on_epoch_end(self.epoch)
                 if not finite_params(self.model):
                     raise NonFiniteLoss(f"non-finite weights after epoch {self.epoch + 1}, step {self.global_step}; "
                                         "training stopped, last good checkpoint kept; try a lower train.lr")
@@ -455,14 +524,26 @@ class Trainer:
                     save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
                 self.info.update(epochs_done=self.epoch, best_epoch=self.best_epoch)
                 self._write_info()
-                self.progress.epoch_done(record)
+                self.callbacks.on_epoch_end(self, record)   # progress line, trackers, ...
+                if evaluate and self.on_eval is not None:
+                    self.on_eval(self.epoch, record["valid"][self.valid_metric], record)
             if self.stopped_early:
                 self.progress.log(f"early stopping after epoch {self.epoch}: no better valid {self.valid_metric} "
                                   f"for {cfg.patience} evaluations (best epoch {self.best_epoch})")
+            elif self.valid_kind is not None:
+                self.progress.log(f"stopped at the epoch cap train.epochs={cfg.epochs} before the convergence rule "
+                                  f"(train.patience={cfg.patience}) was met, best epoch {self.best_epoch}: "
+                                  "the run may not have converged; raise train.epochs or resume with --set epochs=N")
+            if self.epoch == 0 and self.dist.is_main and not runs.checkpoint_path(self.run_dir, "last").exists():
+                self._save_initial()
             final = self._finish()
+            self.callbacks.on_train_end(self, final)
         except BaseException as e:
             self._mark_failed(e)
-            self._plots()
+            try:   # plots, trackers; their own failure must not hide the error that stopped the run
+                (self.callbacks or CallbackList([Plots()])).on_train_end(self, None, e)
+            except Exception:
+                pass
             raise
         self.info.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.info.pop("error", None)
@@ -470,6 +551,15 @@ class Trainer:
         self.model.eval()
         return runs.Run(path=self.run_dir, config=self.config, dataset=self.dataset, model=self.model,
                         info=dict(self.info), final=final)
+
+    def _save_initial(self) -> None:
+        """``epochs=0`` (e.g. to evaluate an ``init_from`` start): keep the untrained state as the
+        best and last checkpoint, so the finished run loads in every command and resumes to the
+        same result as a run that trained from the start."""
+        state = encode_checkpoint(self._state())
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "best"), state)
+        save_checkpoint(runs.checkpoint_path(self.run_dir, "last"), state)
+        self.progress.log("train.epochs=0: the initial weights were saved as the best and last checkpoint")
 
     def _finish(self) -> dict[str, Any]:
         """Evaluate the best checkpoint on test; write final.json and the final metrics line."""
@@ -482,19 +572,28 @@ class Trainer:
         final: dict[str, Any] = {"final": True, "run_id": self.info["run_id"], "model": self.model.name,
                                  "dataset": self.info["dataset"], "epochs": self.epoch, "steps": self.global_step,
                                  "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                                 "stop_reason": "patience" if self.stopped_early else "epoch cap",
+                                 "converged": bool(self.stopped_early),
                                  "valid_metric": self.valid_metric,
                                  "best_valid": None if self.best_metric is None else
                                  (-self.best_metric if self.valid_metric == "mr" else self.best_metric)}
-        if self.uses_rec and len(self.dataset.test):
+        if not self.run_test:
+            final["test_evaluated"] = False
+        elif self.uses_rec and len(self.dataset.test):
             res = self._evaluate("test", "rec")
             final["test"] = {k: float(v) for k, v in res.summary.items()}
             final["protocol"] = runs.jsonable(getattr(res, "protocol", self.config.eval.protocol))
             final["test_users"] = int(getattr(res, "n_users", 0))
-        if self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
-            res = self._evaluate("test", "kg")
+        if self.run_test and self.uses_kg and self.config.eval.kg_eval and len(self.dataset.kg_test):
+            n_all, n_max = len(self.dataset.kg_test), self.config.eval.kg_eval_max_triples
+            which = (f"a seeded sample of {n_max} of the {n_all} test triples (eval.kg_eval_max_triples=0 for all)"
+                     if 0 < n_max < n_all else f"all {n_all} test triples")
+            self.progress.log(f"KG link prediction on {which} ...")
+            res = self._evaluate("test", "kg", progress=self.progress.mode == "bar")
             final["kg_test"] = runs.jsonable(res.summary)
             final["kg_protocol"] = {"name": "link prediction, filtered, realistic ties",
-                                    "max_triples": self.config.eval.kg_eval_max_triples}
+                                    "max_triples": n_max, "triples": res.n_triples, "triples_available": n_all,
+                                    "sample_seed": res.sample_seed}
         final["seconds"] = time.perf_counter() - t0
         final["run_dir"] = str(self.run_dir)
         if not self.dist.is_main:
@@ -504,10 +603,10 @@ class Trainer:
             f.write(json.dumps(final) + "\n")
         if self.progress.mode == "jsonl":
             print(json.dumps(final), flush=True)
-        self._plots()
         return final
 
-    def _plots(self) -> None:
+    def write_plots(self) -> None:
+        """``RUN/plots/*.png`` from ``metrics.jsonl`` (the :class:`Plots` callback calls it)."""
         if not self.dist.is_main:
             return
         try:

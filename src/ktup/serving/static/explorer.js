@@ -67,7 +67,8 @@ function clearError() {
 }
 
 function itemLabel(ref) {
-  return ref.title ? ref.title : `item ${ref.item}`;
+  const t = ref.display_title || ref.title;   // "The Birdcage", not "Birdcage, The"
+  return t ? t : `item ${ref.item}`;
 }
 
 // ------------------------------------------------------------------ run summary

@@ -87,7 +87,7 @@ def discard_unstarted(out: Path, existed: bool) -> None:
     if not existed:
         shutil.rmtree(out, ignore_errors=True)
         return
-    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl"):
+    for name in ("run.json", "config.yaml", "split.npz", "train.log", "metrics.jsonl", ".ktup.lock"):
         (out / name).unlink(missing_ok=True)
     for sub in ("checkpoints", "plots"):
         try:
@@ -120,7 +120,7 @@ def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[Optiona
     from the newest good one; training from an earlier epoch reproduces the same result, since
     each epoch's randomness derives from (seed, epoch).
     """
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     found: list[tuple[int, int, dict[str, Any], Path]] = []
     bad: list[str] = []
@@ -317,7 +317,10 @@ def load_run_dataset(run_dir: Path, config: Config, info: dict[str, Any]):
         except KtupError as e:
             raise RunError(f"{run_dir}: cannot reload dataset {config.data.dataset!r}: {e}") from None
         return apply_split(dataset, split_file)
-    return dataset_from_split(split_file, info.get("dataset", "dataset"))
+    dataset = dataset_from_split(split_file, info.get("dataset", "dataset"))
+    if isinstance(info.get("split"), dict) and info["split"].get("method"):
+        dataset.meta["split"] = dict(info["split"])   # how the saved split was made (run.json)
+    return dataset
 
 
 # ------------------------------------------------------------------ loading
@@ -329,7 +332,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     import torch
 
     from ktup.models import build_model
-    from ktup.training.checkpoint import load_checkpoint
+    from ktup.runs.checkpoint import load_checkpoint
 
     path = check_run_dir(run_dir)
     info = read_json(path / "run.json")
@@ -348,9 +351,13 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best", device: str =
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} "
-                       f"({str(e).splitlines()[0]})") from None
+        from ktup.models.base import describe_load_error
+
+        raise RunError(f"{ckpt_file}: weights do not fit model {config.model.model} as config.yaml describes it "
+                       f"({describe_load_error(e)})") from None
     model.to(device).eval()
+    with torch.no_grad():
+        model.prepare_inference()
     final = None
     if (path / "final.json").exists():
         final = read_json(path / "final.json")
@@ -392,7 +399,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def truncate_metrics(path: Path, epoch: int) -> None:
     """Drop lines a killed run wrote after its last checkpoint (and an old final line)."""
-    from ktup.training.checkpoint import atomic_write_text
+    from ktup.runs.checkpoint import atomic_write_text
 
     keep = [r for r in read_metrics(path) if not r.get("final") and r.get("epoch", 0) <= epoch]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
