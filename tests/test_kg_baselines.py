@@ -1,4 +1,4 @@
-"""The KG baselines of the paper's comparison (transr, cke, cfkg, kgat) on tiny data: they train
+"""The KG baselines of the paper's comparison (transr, cke, kgat; each also runs the contract tests) on tiny data: they train
 (losses fall), score with the contract's shapes, their fast full-ranking path agrees with the
 per-pair one, they resume exactly, and their equations hold on hand-made tensors."""
 
@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from ktup.models import MODELS
-from ktup.models.cfkg import CFKG
 from ktup.models.cke import CKE
 from ktup.models.functional import item_node_rows
 from ktup.models.kgat import KGAT, ckg_edges
@@ -21,7 +20,7 @@ from test_train_support import one_thread, tiny_config, tiny_dataset
 
 _one_thread = pytest.fixture(autouse=True)(one_thread)
 
-BASELINES = ("transr", "cke", "cfkg", "kgat")
+BASELINES = ("transr", "cke", "kgat")
 
 
 def _losses(run_path) -> list[dict]:
@@ -113,15 +112,6 @@ def test_cke_item_is_cf_vector_plus_entity_and_unlinked_items_get_zero():
     assert float(m.entity.weight.grad[4].abs().sum()) == 0.0
 
 
-def test_cfkg_score_is_a_translation_by_interact():
-    ie = np.array([1, -1])
-    m = CFKG(2, 2, 3, 2, ie, 4, norm="l2")
-    assert m.entity.weight.shape[0] == 4 and m.relation.weight.shape[0] == 3   # node for the unlinked item; + interact
-    u = m.user.weight[1] + m.relation.weight[2]
-    want = -torch.stack([((u - m.entity.weight[1]) ** 2).sum(), ((u - m.entity.weight[3]) ** 2).sum()])
-    torch.testing.assert_close(m.score_pairs(torch.tensor([1, 1]), torch.tensor([0, 1])), want)
-
-
 def test_kgat_attention_is_a_softmax_over_each_heads_edges():
     ds = tiny_dataset()
     m = MODELS["kgat"].build(tiny_config("kgat").model, ds)
@@ -169,7 +159,7 @@ def test_kgat_eval_cache_follows_the_weights():
 
 
 def test_kgat_is_registered_with_its_flags():
-    for name, rec, kg in (("transr", False, True), ("cke", True, True), ("cfkg", True, True), ("kgat", True, True)):
+    for name, rec, kg in (("transr", False, True), ("cke", True, True), ("kgat", True, True)):
         cls = MODELS[name]
         assert (cls.uses_rec, cls.uses_kg, cls.explains) == (rec, kg, False)
     assert MODELS["kgat"] is KGAT
@@ -188,7 +178,7 @@ def test_export_reload_and_recommend(tmp_path):
     from ktup.training import load_run
     from test_train_support import train_one_epoch_runs
 
-    paths = train_one_epoch_runs(tmp_path / "runs", ("cke", "cfkg", "kgat"), tiny_dataset, embedding_size=8)
+    paths = train_one_epoch_runs(tmp_path / "runs", ("cke", "kgat"), tiny_dataset, embedding_size=8)
     for name, path in paths.items():
         run = load_run(path)
         model, ds = load_export(export_run(run.path, tmp_path / f"exp-{name}"))
