@@ -204,3 +204,20 @@ def test_sparse_updates_and_summed_schedule(name, tmp_path):
     run = train(tiny_config(name, epochs=1, patience=0, sparse=True, schedule="sum"), dataset=tiny_dataset(),
                 out=str(tmp_path / "r"), progress="quiet")
     assert all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
+
+
+def test_model_options_reach_the_models():
+    from ktup.config import Config
+    from ktup.errors import ConfigError
+
+    ds = tiny_dataset()
+    cfg = Config.from_dict({"model": {"model": "kgat", "embedding_size": 8, "kgat": {"layer_sizes": [8, 4],
+                                                                                  "mess_dropout": 0.0}}})
+    m = MODELS["kgat"].build(cfg.model, ds)
+    assert m.layer_sizes == (8, 4) and m.dropout == 0.0
+    assert m.propagate().shape == (m.n_nodes, 8 + 8 + 4)
+    cfg = Config.from_dict({"model": {"model": "transr", "embedding_size": 8, "transr": {"relation_size": 4}}})
+    m = MODELS["transr"].build(cfg.model, ds)
+    assert m.relation.weight.shape[1] == 4 and m.score_tails(torch.tensor([0]), torch.tensor([1])).shape == (1, ds.n_entities)
+    with pytest.raises(ConfigError, match="layer_size"):
+        Config.from_dict({"model": {"model": "kgat", "kgat": {"layer_size": [8]}}})

@@ -24,6 +24,7 @@ item) relation is induced (see docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -52,10 +53,17 @@ def ckg_edges(dataset, item_node: np.ndarray, n_relations: int) -> tuple[np.ndar
     return e[:, 0], e[:, 1], e[:, 2]
 
 
+@dataclass
+class KGATOptions:
+    layer_sizes: tuple = ()           # output sizes of the propagation layers; () = (d, d/2, d/4)
+    mess_dropout: float = 0.1         # message dropout in training (scores never use it)
+
+
 class KGAT(TransRScoring, Model):
     name = "kgat"
     uses_rec = True
     uses_kg = True
+    Options = KGATOptions
 
     def __init__(self, n_users: int, n_items: int, n_entities: int, n_relations: int, item_entity,
                  edges: tuple[np.ndarray, np.ndarray, np.ndarray], embedding_size: int = 64, *,
@@ -108,8 +116,10 @@ class KGAT(TransRScoring, Model):
     def build(cls, config, dataset) -> "KGAT":
         nodes = item_node_rows(dataset.item_entity, dataset.n_entities).numpy()
         edges = ckg_edges(dataset, nodes, dataset.n_relations)
+        opts = config.options_for(cls.name)
         return cls(dataset.n_users, dataset.n_items, dataset.n_entities, dataset.n_relations, dataset.item_entity,
-                   edges, config.embedding_size, margin=config.margin)
+                   edges, config.embedding_size, margin=config.margin,
+                   layer_sizes=tuple(int(x) for x in opts.layer_sizes) or None, dropout=opts.mess_dropout)
 
     # ------------------------------------------------------------- attention
     @torch.no_grad()

@@ -16,6 +16,7 @@ the margin (``kg_objective = "bpr"``). Scores are ``−f``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -133,11 +134,17 @@ def clip_rows_(emb: nn.Embedding, limit: float = 1.0) -> None:
             w.mul_((limit / w.norm(dim=1, keepdim=True).clamp_min(fn.EPS)).clamp_max(1.0))
 
 
+@dataclass
+class TransROptions:
+    relation_size: int = 0            # width of the relation space (0 = model.embedding_size)
+
+
 class TransR(TransRScoring, Model):
     """TransR for KG completion (link prediction), the paper's margin loss and constraints."""
 
     name = "transr"
     uses_kg = True
+    Options = TransROptions
 
     def __init__(self, n_entities: int, n_relations: int, embedding_size: int = 64, *, margin: float = 1.0,
                  kg_constraint_weight: float = 0.01, relation_size: Optional[int] = None):
@@ -156,7 +163,8 @@ class TransR(TransRScoring, Model):
     @classmethod
     def build(cls, config, dataset) -> "TransR":
         return cls(dataset.n_entities, dataset.n_relations, config.embedding_size, margin=config.margin,
-                   kg_constraint_weight=config.kg_constraint_weight)
+                   kg_constraint_weight=config.kg_constraint_weight,
+                   relation_size=config.options_for(cls.name).relation_size or None)
 
     def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
         return self.transr_loss(heads, relations, tails, neg_heads, neg_tails)
