@@ -66,6 +66,13 @@ SETTINGS: dict[str, dict[str, object]] = {
     "tup": {"epochs": 150, "eval_every": 2, "patience": 10},
     "transh": {"epochs": 30, "eval_every": 10, "patience": 2, "kg_eval_max_triples": 1000},
     "ktup": {"epochs": 150, "eval_every": 2, "patience": 10, "kg_eval_max_triples": 1000},
+    # the paper's KG baselines (issue 15), shipped defaults, on a small fixed budget (CPU-bound
+    # session: see the README results); kgat trains on batches of 2048 (RecBole's default batch)
+    # because each step propagates over the whole collaborative KG
+    "transr": {"epochs": 10, "eval_every": 5, "patience": 2, "kg_eval_max_triples": 1000},
+    "cke": {"epochs": 20, "eval_every": 2, "patience": 5, "kg_eval_max_triples": 1000},
+    "cfkg": {"epochs": 20, "eval_every": 2, "patience": 5, "kg_eval_max_triples": 1000},
+    "kgat": {"epochs": 10, "batch_size": 2048, "eval_every": 2, "patience": 5, "kg_eval_max_triples": 1000},
 }
 
 

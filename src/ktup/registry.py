@@ -98,6 +98,10 @@ MODELS.register("tup", "ktup.models.tup:TUP", help="TransUP alone: translation-b
 MODELS.register("transh", "ktup.models.kg:TransH", help="TransH KG completion")
 MODELS.register("transe", "ktup.models.kg:TransE", help="TransE KG completion")
 MODELS.register("bpr", "ktup.models.bpr:BPRMF", help="BPR matrix factorisation")
+MODELS.register("transr", "ktup.models.transr:TransR", help="TransR KG completion (relation-specific projection spaces)")
+MODELS.register("cke", "ktup.models.cke:CKE", help="CKE (structural part): BPR-MF items plus TransR entity vectors")
+MODELS.register("kgat", "ktup.models.kgat:KGAT", help="KGAT: attentive propagation over the collaborative KG, TransR KG loss")
+MODELS.register("cfkg", "ktup.models.cfkg:CFKG", help="CFKG: TransE over users, items and entities with an interact relation")
 
 # =========================================================== optimisers
 #: ``train.optimizer``: torch optimiser classes (``sparse_adam``: lazy row-wise Adam).

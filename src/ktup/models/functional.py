@@ -112,3 +112,15 @@ def xavier_normalised_(weight: torch.Tensor) -> torch.Tensor:
         torch.nn.init.xavier_uniform_(weight)
         weight.copy_(unit(weight))
     return weight
+
+
+# ------------------------------------------------------------------ graphs
+def item_node_rows(item_entity, n_entities: int) -> torch.Tensor:
+    """Node row of every item: its entity, or ``n_entities + k`` for the k-th unlinked item."""
+    import numpy as np
+
+    ie = np.asarray(item_entity, dtype=np.int64)
+    unlinked = ie < 0
+    rows = ie.copy()
+    rows[unlinked] = n_entities + np.arange(int(unlinked.sum()), dtype=np.int64)
+    return torch.as_tensor(rows, dtype=torch.long)
