@@ -33,11 +33,7 @@ class BPRMF(Model):
         pos_i, neg = self._ids(pos_items), self._ids(neg_items)
         B = pos_i.shape[0]
         items = self.item(torch.cat([pos_i, neg.reshape(-1)]))   # one gather: (B + B·n_neg, d)
-        pos = (u * items[:B]).sum(-1)                         # (B,)
-        i_neg = items[B:].reshape(*neg.shape, -1)
-        if neg.dim() == 2:
-            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * i_neg).sum(-1))
-        return fn.bpr_loss_scores(pos, (u * i_neg).sum(-1))
+        return fn.bpr_loss_dot(u, items[:B], items[B:].reshape(*neg.shape, -1))
 
     def score_pairs(self, users, items) -> torch.Tensor:
         return (self.user(self._ids(users)) * self.item(self._ids(items))).sum(-1)

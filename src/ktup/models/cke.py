@@ -66,11 +66,7 @@ class CKE(TransRScoring, Model):
     def rec_loss(self, users, pos_items, neg_items) -> torch.Tensor:
         u = self.user(self._ids(users))
         pos_i, neg = self._ids(pos_items), self._ids(neg_items)
-        pos = (u * self._items(pos_i)).sum(-1)
-        i_neg = self._items(neg)
-        if neg.dim() == 2:
-            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * i_neg).sum(-1))
-        return fn.bpr_loss_scores(pos, (u * i_neg).sum(-1))
+        return fn.bpr_loss_dot(u, self._items(pos_i), self._items(neg))
 
     def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
         return self.transr_loss(heads, relations, tails, neg_heads, neg_tails)

@@ -82,6 +82,15 @@ def bpr_loss_scores(pos_score: torch.Tensor, neg_score: torch.Tensor) -> torch.T
     return F.softplus(neg_score - pos_score).mean()
 
 
+def bpr_loss_dot(u: torch.Tensor, pos_vec: torch.Tensor, neg_vec: torch.Tensor) -> torch.Tensor:
+    """BPR on dot-product scores: ``u`` and ``pos_vec`` are ``(B, d)``; ``neg_vec`` is ``(B, d)`` (one
+    negative per positive) or ``(B, n, d)`` (n negatives each)."""
+    pos = (u * pos_vec).sum(-1)
+    if neg_vec.dim() == 3:
+        return bpr_loss_scores(pos[:, None], (u[:, None] * neg_vec).sum(-1))
+    return bpr_loss_scores(pos, (u * neg_vec).sum(-1))
+
+
 def margin_ranking_loss(pos_dist: torch.Tensor, neg_dist: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """``mean max(0, f(pos) − f(neg) + γ)`` on distances; ``pos_dist`` broadcasts against ``neg_dist``."""
     return torch.relu(pos_dist - neg_dist + margin).mean()

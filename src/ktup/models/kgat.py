@@ -196,11 +196,7 @@ class KGAT(TransRScoring, Model):
         final = self.propagate(dropout=self.training)
         u = final[self._ids(users)]
         pos_i, neg = self._ids(pos_items), self._ids(neg_items)
-        pos = (u * final[self.n_users + self.item_node[pos_i]]).sum(-1)
-        i_neg = final[self.n_users + self.item_node[neg]]
-        if neg.dim() == 2:
-            return fn.bpr_loss_scores(pos[:, None], (u[:, None] * i_neg).sum(-1))
-        return fn.bpr_loss_scores(pos, (u * i_neg).sum(-1))
+        return fn.bpr_loss_dot(u, final[self.n_users + self.item_node[pos_i]], final[self.n_users + self.item_node[neg]])
 
     def kg_loss(self, heads, relations, tails, neg_heads, neg_tails) -> torch.Tensor:
         return self.transr_loss(heads, relations, tails, neg_heads, neg_tails)
