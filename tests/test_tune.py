@@ -292,3 +292,26 @@ def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and out.decode().strip() == "ok", err.decode()[-2000:]
+
+
+def test_every_registered_model_has_a_default_space_of_valid_keys():
+    """A newly registered model is tunable at once: its default space exists and every key is a config key."""
+    from ktup.config import resolve_key
+    from ktup.registry import MODELS
+    from ktup.tuning.spaces import default_space
+
+    for name in MODELS.choices():
+        space = default_space(name)
+        assert space, name
+        for key in space:
+            resolve_key(key)
+
+
+def test_a_model_without_its_own_space_gets_the_generic_one_and_an_unknown_model_is_one_line(monkeypatch):
+    from ktup.errors import ConfigError
+    from ktup.tuning import spaces
+
+    monkeypatch.delitem(spaces.DEFAULT_SPACES, "cfkg")
+    assert set(spaces.default_space("cfkg")) == set(spaces.GENERIC_SPACE)
+    with pytest.raises(ConfigError, match="must be one of"):
+        spaces.default_space("nosuch")

@@ -74,15 +74,30 @@ DEFAULT_SPACES: dict[str, dict[str, Param]] = {
                                   _p("model.norm", choices=["l1", "l2"]))},
     "transe": {p.key: p for p in (_LR, _WD, _NEG, _p("model.margin", 0.25, 4.0, log=True),
                                   _p("model.norm", choices=["l1", "l2"]))},
+    # The KG baselines: shared keys only (their own options keep their defaults unless a space file adds them).
+    "transr": {p.key: p for p in (_LR, _WD, _NEG, _p("model.margin", 0.25, 4.0, log=True))},
+    "cke": {p.key: p for p in (_LR, _WD, _NEG, _p("train.joint_lambda", 0.5, 1.0, step=0.1))},
+    "cfkg": {p.key: p for p in (_LR, _WD, _NEG, _p("train.joint_lambda", 0.5, 1.0, step=0.1),
+                                _p("model.margin", 0.25, 2.0, log=True), _p("model.norm", choices=["l1", "l2"]))},
+    "kgat": {p.key: p for p in (_LR, _WD, _p("train.joint_lambda", 0.5, 1.0, step=0.1),
+                                _p("train.batch_size", choices=[1024, 2048, 4096]))},
 }
 
 _SPEC_KEYS = {"low", "high", "log", "step", "choices"}
 
 
+#: The space of a registered model without an entry above: what every model trains with.
+GENERIC_SPACE: dict[str, Param] = {p.key: p for p in (_LR, _WD, _NEG)}
+
+
 def default_space(model: str) -> dict[str, Param]:
-    if model not in DEFAULT_SPACES:
-        raise ConfigError(f"no search space for model {model!r} (models: {', '.join(DEFAULT_SPACES)})")
-    return dict(DEFAULT_SPACES[model])
+    """The model's default space; a registered model without its own entry gets :data:`GENERIC_SPACE`."""
+    if model in DEFAULT_SPACES:
+        return dict(DEFAULT_SPACES[model])
+    from ktup.registry import MODELS
+
+    MODELS.check(model, "model")     # one line naming the choices for an unknown model
+    return dict(GENERIC_SPACE)
 
 
 def _number(value: Any, where: str, what: str) -> float:
