@@ -142,12 +142,7 @@ class Config:
     @classmethod
     def from_yaml(cls, path: str | Path, saved: bool = False) -> "Config":
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raw = read_yaml(p, "config file")
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -433,6 +428,16 @@ def _note(msg: str) -> None:
         import sys
 
         print(f"ktup: note: {msg}", file=sys.stderr)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content; a missing or unparseable ``what`` is a one-line ``ConfigError``."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def check_choice(key: str, value: str, options: tuple) -> None:

@@ -205,13 +205,20 @@ def train_and_test(model_cls_or_name, config_dict: dict[str, Any], log=print, mo
 
 def build(model_cls_or_name, config_dict: dict[str, Any]):
     """(config, model, trainer, train_data, valid_data) in RecBole's pipeline, untrained."""
+    config, _, model, trainer, train_data, valid_data = pipeline(model_cls_or_name, config_dict)
+    return config, model, trainer, train_data, valid_data
+
+
+def pipeline(model_cls_or_name, config_dict: dict[str, Any], dataset_name: str = DATASET):
+    """(config, dataset, model, trainer, train_data, valid_data): RecBole's set-up of an untrained
+    model on ``dataset_name`` (its Config, seeds, logger, dataset, loaders, model, trainer)."""
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
-    argv, sys.argv = sys.argv, sys.argv[:1]
+    argv, sys.argv = sys.argv, sys.argv[:1]    # RecBole's Config also parses the command line
     try:
-        config = Config(model=model_cls_or_name, dataset=DATASET, config_dict=config_dict)
+        config = Config(model=model_cls_or_name, dataset=dataset_name, config_dict=config_dict)
     finally:
         sys.argv = argv
     init_seed(config["seed"], config["reproducibility"])
@@ -222,7 +229,7 @@ def build(model_cls_or_name, config_dict: dict[str, Any]):
     cls = model_cls_or_name if not isinstance(model_cls_or_name, str) else get_model(model_cls_or_name)
     model = cls(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    return config, model, trainer, train_data, valid_data
+    return config, dataset, model, trainer, train_data, valid_data
 
 
 def speed_probe(entries: dict[str, tuple], repeats: int, log=print) -> dict[str, dict[str, float]]:

@@ -89,23 +89,8 @@ def timed(fn):
 
 
 def build_recbole(data_path: Path, work: Path, seed: int):
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
-
     cfg = common.protocol_config(data_path, 1, seed, work)
-    argv, sys.argv = sys.argv, sys.argv[:1]    # RecBole's Config also parses the command line
-    try:
-        config = Config(model="KTUP", dataset=DATASET, config_dict=cfg)
-    finally:
-        sys.argv = argv
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model("KTUP")(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    config, dataset, model, trainer, train_data, valid_data = common.pipeline("KTUP", cfg, DATASET)
     info = {"users": dataset.user_num - 1, "items": dataset.item_num - 1,
             "entities": dataset.entity_num, "relations": dataset.relation_num,
             "train": len(train_data._dataset), "valid": len(valid_data._dataset),

@@ -145,11 +145,12 @@ def resume_checkpoint(run_dir: Path, map_location: Any = "cpu") -> tuple[Optiona
     return state, f, notes
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, what: str = "a complete ktup run directory") -> dict[str, Any]:
+    """A JSON file of a run (or of ``what``); a missing or corrupt file is a one-line ``RunError``."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"{path}: missing (not a complete ktup run directory)") from None
+        raise RunError(f"{path}: missing (not {what})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: corrupt JSON ({e})") from None
 

@@ -209,12 +209,9 @@ def export_run(run_dir: str | os.PathLike, to: str | os.PathLike, fmt: str = "np
 
 # ================================================================== reading
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing (not a ktup export folder)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: corrupt JSON ({e})") from None
+    from ktup.runs import read_json
+
+    return read_json(path, what="a ktup export folder")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
-from ktup.config import Config, field_type, resolve_key
+from ktup.config import Config, field_type, read_yaml, resolve_key
 from ktup.errors import ConfigError
 
 
@@ -157,12 +156,7 @@ def parse_param(key: str, spec: Any, source: str) -> Param:
 def load_space(path: str | Path, model: str) -> dict[str, Param]:
     """The default space of ``model`` updated by the YAML file ``path``."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: search space file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(p, "search space file")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys to ranges or choices")
