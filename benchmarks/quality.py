@@ -98,7 +98,8 @@ def run_tuned(args, seeds: list[int], epochs: int) -> tuple[list[dict], dict]:
         opts = TuneOptions(model=model, dataset=args.dataset, data_dir=args.data_dir, trials=args.trials,
                            pruner=args.pruner, folder=str(Path(args.study_dir) / model), overrides=sets,
                            seeds=len(seeds), keep="best", timeout=args.tune_timeout,
-                           warmup_epochs=args.warmup_epochs, startup_trials=args.startup_trials)
+                           warmup_epochs=args.warmup_epochs, startup_trials=args.startup_trials,
+                           space=args.space)
         t0 = time.perf_counter()
         summary = tune(opts)
         conf = summary.get("confirmation") or {"runs": []}
@@ -274,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-epochs", type=int, default=0, help="--tuned: median pruner, epochs before pruning")
     ap.add_argument("--startup-trials", type=int, default=3, help="--tuned: median pruner, trials before pruning")
     ap.add_argument("--tune-timeout", type=float, default=None, help="--tuned: seconds per study (no new trial after)")
+    ap.add_argument("--space", default=None, help="--tuned: one YAML search space for every model "
+                    "(e.g. benchmarks/tuning/space-lr-wd.yaml; default: each model's own space)")
     ap.add_argument("--study-dir", default="tuning/quality", help="--tuned: folder of the studies (resumable)")
     args = ap.parse_args(argv)
     DATASET = args.dataset
