@@ -81,6 +81,7 @@ class TrainConfig:
     kg_sampling: str = "uniform"      # ktup.registry.KG_SAMPLERS
     sparse: bool = False              # row-wise sparse updates (lazy Adam on the rows a batch touched)
     sparse_auto_rows: int = 100_000   # also sparse when user+item+entity rows reach this (0 = only train.sparse)
+    compile: bool = False             # the model's losses through torch.compile (faster steps on CPU; ktup/training/compiled.py)
     eval_every: int = 1
     valid_metric: str = "ndcg@10"
     patience: int = 20                # convergence rule: stop after this many evaluations without a better valid metric (0 = off: run to the cap); best epochs at lr 1e-3 were 72-84 on ml-100k

@@ -120,6 +120,10 @@ class Trainer:
         if wanted and not self.sparse:
             self.progress.log("train.sparse: NCCL has no sparse all-reduce; training with dense tables")
         self.sparse_tables = enable_sparse(self.model) if self.sparse else []
+        from ktup.training.compiled import CompiledLosses, check_compile
+
+        check_compile(self.cfg, self.sparse, self.dist.enabled)
+        self.losses = CompiledLosses(self.model) if self.cfg.compile else self.model
         self.ddp: Optional[torch.nn.Module] = None   # DistributedDataParallel(LossModule), see start()
         self.uses_rec = bool(self.model.uses_rec)
         self.uses_kg = bool(self.model.uses_kg)
@@ -382,6 +386,20 @@ class Trainer:
         atomic_write_text(self.run_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
 
     # ---------------------------------------------------------------- one epoch
+    def _joint_loss(self, rec_args, kg_args, lam):
+        if self.losses is self.model:
+            return joint_loss(self.model, rec_args, kg_args, lam)
+        try:
+            return joint_loss(self.losses, rec_args, kg_args, lam)
+        except Exception as e:   # inductor's own errors (no C++ compiler, ...): one line, not its traceback
+            from torch._dynamo.exc import BackendCompilerFailed
+
+            if isinstance(e, BackendCompilerFailed) or type(e).__module__.startswith("torch._inductor"):
+                from ktup.training.compiled import compile_failure
+
+                raise compile_failure(e) from None
+            raise
+
     def _run_epoch(self, max_steps: Optional[int] = None) -> dict[str, Any]:
         """Train epoch ``self.epoch + 1`` (0-based index ``self.epoch``); returns its record.
 
@@ -423,7 +441,7 @@ class Trainer:
                 if self.ddp is not None:
                     loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
                 else:
-                    loss, rec_loss, kg_loss = joint_loss(self.model, rec_args, kg_args, lam)
+                    loss, rec_loss, kg_loss = self._joint_loss(rec_args, kg_args, lam)
                 if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
