@@ -40,6 +40,10 @@ OURS = {
     "ours-defaults": [],
     "ours-recbole-batches": ["batch_size=2048", "kg_batch_size=2048", "num_negatives=1",
                              "kg_split_ratios=[1,0,0]"],
+    # the same two with train.compile (torch.compile of the losses): round 1 includes compiling
+    "ours-defaults-compiled": ["compile=true"],
+    "ours-recbole-batches-compiled": ["batch_size=2048", "kg_batch_size=2048", "num_negatives=1",
+                                      "kg_split_ratios=[1,0,0]", "compile=true"],
 }
 
 
