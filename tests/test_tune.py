@@ -315,3 +315,11 @@ def test_a_model_without_its_own_space_gets_the_generic_one_and_an_unknown_model
     assert set(spaces.default_space("cfkg")) == set(spaces.GENERIC_SPACE)
     with pytest.raises(ConfigError, match="must be one of"):
         spaces.default_space("nosuch")
+
+
+def test_a_kg_only_model_is_tuned_on_and_labelled_with_link_prediction_mrr(tmp_path):
+    # transh ranks no items: the trainer selects it on valid MRR, and the study must say so
+    summary = tune(_opts(tmp_path, model="transh", trials=2, overrides=[*FAST, "epochs=2"]))
+    assert summary["objective"] == "valid mrr" and summary["direction"] == "maximize"
+    rows = (tmp_path / "study" / "trials.csv").read_text()
+    assert "ndcg" not in rows

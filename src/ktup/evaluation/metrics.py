@@ -33,6 +33,16 @@ from ktup.registry import METRICS as _METRIC_REGISTRY  # noqa: E402
 METRICS: tuple[str, ...] = _METRIC_REGISTRY.choices()  # the names live in ktup.registry.METRICS
 
 
+def valid_metric_for(metric: str, uses_rec: bool) -> str:
+    """The validation metric a model is selected on: ``metric`` for a recommendation model; for a
+    KG-only model (TransH, TransE) link prediction's ``mrr`` (or ``mr`` when asked), since it
+    ranks no items."""
+    metric = metric.lower()
+    if uses_rec:
+        return metric
+    return metric.split("@")[0] if metric.split("@")[0] in ("mrr", "mr") else "mrr"
+
+
 def batch_gold(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Gold items of a batch of users as ``(row (G,), item (G,))`` pairs, rows ascending.
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ktup.config import Config
+from ktup.evaluation.metrics import valid_metric_for
 from ktup.errors import ConfigError, KtupError, RunError
 from ktup.training import distributed as dist_
 from ktup import runs
@@ -320,7 +321,7 @@ class Trainer:
                 self.ks = tuple(sorted(set(self.ks) | {k}))
             self.valid_kind = "rec" if len(self.dataset.valid) else None
         else:
-            metric = metric.split("@")[0] if metric.split("@")[0] in ("mrr", "mr") else "mrr"
+            metric = valid_metric_for(metric, uses_rec=False)
             self.valid_kind = "kg" if len(self.dataset.kg_valid) else None
         self.valid_metric = metric
 

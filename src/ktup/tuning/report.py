@@ -135,7 +135,9 @@ def write_summary(folder: Path, summary: dict[str, Any]) -> None:
 def write_outputs(study, opts, base: Config, space, folder: Path, seconds: float) -> dict[str, Any]:
     from ktup.tuning.spaces import space_to_dict
 
-    metric = base.train.valid_metric
+    from ktup.tuning.study import objective_metric
+
+    metric = objective_metric(base)
     rows = trial_rows(study)
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(rows, folder / "trials.csv")

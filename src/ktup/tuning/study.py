@@ -159,8 +159,17 @@ def make_pruner(opts: TuneOptions):
     return optuna.pruners.NopPruner()
 
 
+def objective_metric(cfg: Config) -> str:
+    """The metric the trials are selected on, as the trainer reads ``train.valid_metric``: a KG-only
+    model (TransH, TransE) is selected on link prediction's MRR (or MR), not on a ranking metric."""
+    from ktup.evaluation.metrics import valid_metric_for
+    from ktup.registry import MODELS
+
+    return valid_metric_for(cfg.train.valid_metric, bool(MODELS.get(cfg.model.model).uses_rec))
+
+
 def direction(cfg: Config) -> str:
-    return "minimize" if cfg.train.valid_metric.lower() in ("mr",) else "maximize"
+    return "minimize" if objective_metric(cfg) == "mr" else "maximize"
 
 
 def open_study(opts: TuneOptions, base: Config, space: dict[str, Param], create: bool = True):
@@ -246,10 +255,10 @@ class Objective:
 
         def report(epoch: int, value: float, record: dict) -> None:
             if not math.isfinite(value):
-                raise Pruned(f"non-finite valid {cfg.train.valid_metric} at epoch {epoch}")
+                raise Pruned(f"non-finite valid {objective_metric(cfg)} at epoch {epoch}")
             trial.report(float(value), epoch)
             if trial.should_prune():
-                raise Pruned(f"pruned at epoch {epoch} (valid {cfg.train.valid_metric} {value:.4f})")
+                raise Pruned(f"pruned at epoch {epoch} (valid {objective_metric(cfg)} {value:.4f})")
 
         try:
             run = train(cfg, dataset=self.dataset, out=str(run_dir), progress="quiet", on_eval=report, test=False)
@@ -267,7 +276,7 @@ class Objective:
         trial.set_user_attr("epochs", f.get("epochs"))
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         if value is None or not math.isfinite(float(value)):
-            return self._failed(trial, f"no finite valid {cfg.train.valid_metric} (got {value})", t0)
+            return self._failed(trial, f"no finite valid {objective_metric(cfg)} (got {value})", t0)
         return float(value)
 
     @staticmethod
@@ -308,7 +317,7 @@ def work(opts: TuneOptions) -> None:
     trials_dir = opts.folder_path(base) / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
     objective = Objective(opts, base, space, dataset, trials_dir)
-    metric = base.train.valid_metric
+    metric = objective_metric(base)
     deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
 
     def after_trial(study, trial) -> None:
@@ -357,7 +366,7 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     study = open_study(opts, base, space)
     folder = opts.folder_path(base)
     _say(opts, f"study {study.study_name} ({opts.storage_url(base)}): {opts.model} on {base.data.dataset}, "
-               f"objective valid {base.train.valid_metric} ({direction(base)}), budget {opts.trials} trials, "
+               f"objective valid {objective_metric(base)} ({direction(base)}), budget {opts.trials} trials, "
                f"pruner {opts.pruner}; {counted(study)} finished trials already")
     _say(opts, "space: " + "; ".join(p.describe() for p in space.values())
          + (f" (fixed by --set: {', '.join(fixed)})" if fixed else ""))
