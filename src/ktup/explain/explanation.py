@@ -2,11 +2,12 @@
 
 KTUP binds each induced preference to a KG relation. ``top`` is the model's own induced
 preference (largest logit) and is always reported as such. The relation the text *names*
-(``named``) is chosen by a post-hoc evidence step: among the relations through which the item
-reaches the user's history in the KG, the one with the largest ``log weight + log support``
-(model weight × KG path support, :meth:`EvidenceIndex.support`); without any such path, the
-model's top preference when the item has facts of it, else the heaviest relation it has facts
-of. ``chosen_by`` says which rule applied. "Strength" reads the model's weights against the
+(``named``) is chosen by a post-hoc evidence step (:func:`ktup.explain.latent.choose_relations`):
+among the relations through which the item reaches the user's history in the KG, the one with
+the largest latent-class posterior (``latent-class``, the default) or the largest
+``log weight + log support`` (``kg-path``, with ``Recommender(evidence_step="kg-support")``);
+without any such path, the model's top preference when the item has facts of it, else the
+heaviest relation it has facts of. ``chosen_by`` says which rule applied. "Strength" reads the model's weights against the
 uniform 1/K and the runner-up (see :func:`strength_label`). docs/EXPLANATIONS.md has the rules.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ktup.data.dataset import UNLINKED
+from ktup.explain.latent import choose_relations
 from ktup.explain.names import display_title, entity_display, relation_labels
 
 if TYPE_CHECKING:
@@ -135,7 +137,7 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
     }
     hist = rec.history(u)
     seen = bool(np.isin(i, hist))
-    named = None if relations is None else _named(rec, i, hist, prefs, [int(x) for x in relations])
+    named = None if relations is None else _named(rec, u, i, hist, prefs, [int(x) for x in relations])
     out = {
         "user": d.users.token(u),
         "item": d.items.token(i),
@@ -156,26 +158,27 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
     return out
 
 
-def _named(rec: "Recommender", i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
-    """The relation the explanation names (the post-hoc evidence step; module docstring)."""
+def _named(rec: "Recommender", u: int, i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
+    """The relation the explanation names (the evidence step, :func:`choose_relations`)."""
     idx = rec.evidence
     sup = idx.support(i, hist)                                    # (R,) by relation id
-    rel_id = {p["preference"]: relations[p["preference"]] for p in prefs}
-    s = np.array([sup[rel_id[p["preference"]]] if rel_id[p["preference"]] < sup.shape[0] else 0.0 for p in prefs])
+    rel = np.array([relations[p["preference"]] for p in prefs], dtype=np.int64)   # in prefs' order
+    inside = rel < sup.shape[0]
+    s = np.where(inside, sup[np.minimum(rel, sup.shape[0] - 1)], 0.0) if sup.shape[0] else np.zeros(len(prefs))
     w = np.array([p["weight"] for p in prefs])
-    has = set(idx.relations_of(i).tolist())
-    if (s > 0).any():
-        comb = np.where(s > 0, np.log(np.maximum(w, 1e-300)) + np.log(np.maximum(s, 1e-300)), -np.inf)
-        j, rule = int(np.argmax(comb)), "kg-path"
-    else:
-        with_facts = [j for j, p in enumerate(prefs) if rel_id[p["preference"]] in has]
-        if not with_facts or 0 in with_facts:
-            j, rule = 0, "model"
-        else:
-            j, rule = with_facts[0], "facts"
+    has = np.isin(rel, idx.relations_of(i))
+    post = None
+    if getattr(rec, "evidence_step", "latent-class") == "latent-class" and idx.n_relations:
+        pr = rec.latent.posterior(np.array([u]), np.array([i]))[0]
+        post = np.where(inside, pr[np.minimum(rel, pr.shape[0] - 1)], 0.0)
+    k, rules = choose_relations(np.log(np.maximum(w, 1e-300))[None], s[None], has[None],
+                                None if post is None else post[None])
+    j, rule = int(k[0]), str(rules[0])
     p = prefs[j]
     return {**p, "rank": j + 1, "support": float(s[j]), "top_support": float(s[0]), "chosen_by": rule,
-            "is_model_top": j == 0, "item_has_facts": rel_id[p["preference"]] in has}
+            "posterior": None if post is None else float(post[j]),
+            "top_posterior": None if post is None else float(post[0]),
+            "is_model_top": j == 0, "item_has_facts": bool(has[j])}
 
 
 def _is_movies(name: str) -> bool:
@@ -286,6 +289,16 @@ def format_explanation(x: dict) -> str:
                        f"({top['relation']}, weight {top['weight']:.2f}), which "
                        + ("links it to nothing in your history." if named.get("top_support", 0) <= 0 else
                           "links it to your history less strongly."))
+        elif rule == "latent-class":
+            why = ("of the relations linking this item to your history in the KG, it best accounts for your "
+                   f"history (posterior {named['posterior']:.2f} in a latent-class fit of your history over KG relations)")
+            if named.get("is_model_top"):
+                reason += f"; it is the model's own top preference and, {why}."
+            else:
+                reason += (f" (its rank {named['rank']} of {K}), named because, {why}. The model's own top preference is "
+                           f"{_q(top)} ({top['relation']}, weight {top['weight']:.2f}), which "
+                           + ("links it to nothing in your history." if named.get("top_support", 0) <= 0 else
+                              f"links it to your history too but accounts for it less (posterior {named['top_posterior']:.2f})."))
         elif rule == "facts":
             reason += (f" (its rank {named['rank']} of {K}); the model's own top preference {_q(top)} "
                        f"(weight {top['weight']:.2f}) has no fact about this item, so the heaviest relation it has facts of is named.")
