@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ktup.data.dataset import UNLINKED
+from ktup.explain.influence import history_influence
 from ktup.explain.latent import choose_relations
 from ktup.explain.names import display_title, entity_display, relation_labels
 
@@ -212,16 +213,18 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
     hist = rec.history(u)
     hist = hist[hist != i]
     shared = rec.evidence.shared(i, r, hist)
-    ex_owner, ex_items = rec.evidence.items_reaching(r, np.array([s.entity for s in shared[:MAX_ENTITIES]], dtype=np.int64))
     nbs = np.array([s.entity for s in shared], dtype=np.int64)
     direct = rec.evidence.linked_history(nbs, hist, exclude=i) if nbs.shape[0] else np.zeros(0, dtype=np.int64)
+    found = bool(direct.shape[0] or any(s.history_items.shape[0] for s in shared))
+    shared, direct = _by_influence(rec, u, i, shared, direct, ev)
+    ex_owner, ex_items = rec.evidence.items_reaching(r, np.array([s.entity for s in shared[:MAX_ENTITIES]], dtype=np.int64))
     ev["n_entities"] = len(shared)
     ev["entities"] = [
         {
             "entity": d.entities.token(s.entity),
             "name": _entity_label(rec, s.entity),
             "n_items": s.n_items,
-            "n_history": int(s.history_items.shape[0]),
+            "n_history": int(ev.get("_n_history", {}).get(s.entity, s.history_items.shape[0])),
             "history_items": [_item_ref(rec, int(h)) for h in s.history_items[:MAX_HISTORY_ITEMS]],
             # other items reaching the entity: describe a nameless entity (a Freebase mid) by them
             "examples": [_item_ref(rec, int(o)) for o in ex_items[(ex_owner == j) & (ex_items != i)][:MAX_EXAMPLES]],
@@ -229,7 +232,11 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
         for j, s in enumerate(shared[:MAX_ENTITIES])
     ]
     ev["direct_history"] = [_item_ref(rec, int(h)) for h in direct[:MAX_HISTORY_ITEMS]]
-    ev["paths_found"] = bool(direct.shape[0] or any(s.history_items.shape[0] for s in shared))
+    ev.pop("_n_history", None)
+    ev["paths_found"] = found
+    if found and not (direct.shape[0] or any(s.history_items.shape[0] for s in shared)):
+        ev["note"] = (f"{ev['n_history_lowering']} items in your history share a \"{ev['relation_name']}\" link with it, "
+                      "but by the model's gradient none of them raises this score")
     if not shared:
         ev["note"] = (f"the KG holds no \"{ev['relation_name']}\" fact about this item (nor any fact linking it to "
                       "your history); the reason rests on the learned preference alone")
@@ -237,6 +244,33 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
         ev["note"] = (f"no item in your history shares a \"{ev['relation_name']}\" link with it; "
                       "the reason rests on the learned preference alone")
     return ev
+
+
+def _by_influence(rec: "Recommender", u: int, i: int, shared: list, direct: np.ndarray, ev: dict):
+    """Order the cited history items by their influence on the score (:mod:`ktup.explain.influence`),
+    leaving out those with influence ≤ 0; entities by their most influential item. A model
+    without a user table keeps the specificity order."""
+    from dataclasses import replace
+
+    on_paths = np.unique(np.concatenate([s.history_items for s in shared] + [direct]))
+    infl = history_influence(rec.model, u, i, on_paths)
+    if infl is None:
+        return shared, direct
+    ev["cited_by"] = "influence"
+    ev["n_history_lowering"] = int((infl <= 0).sum())
+
+    def keep(items: np.ndarray) -> tuple[np.ndarray, float]:
+        v = infl[np.searchsorted(on_paths, items)]
+        o = np.argsort(-v, kind="stable")
+        return items[o][v[o] > 0], float(v.max()) if v.shape[0] else -np.inf
+
+    out = []
+    for s in shared:
+        items, best = keep(s.history_items)
+        out.append((replace(s, history_items=items), best, s.history_items.shape[0]))
+    out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, -t[1], t[0].n_items, t[0].entity))
+    ev["_n_history"] = {t[0].entity: t[2] for t in out}
+    return [t[0] for t in out], keep(direct)[0]
 
 
 def _described(ent: dict) -> str:
@@ -315,13 +349,20 @@ def format_explanation(x: dict) -> str:
         return "\n".join(lines)
     rel = named["relation_name"]
     for ent in ev["entities"][:3]:
-        if ent["n_history"]:
+        if ent["history_items"]:
             lines.append(
                 f"Evidence ({rel}): {ent['name']} — also linked to {_titles(ent['history_items'], ent['n_history'])}, "
                 f"{verb} ({ent['n_items']} items in all)."
             )
     if ev["direct_history"]:
         lines.append(f"Evidence ({rel}): linked directly to {_titles(ev['direct_history'], len(ev['direct_history']))}, {verb}.")
+    if ev.get("cited_by") == "influence" and (ev["direct_history"] or any(e["history_items"] for e in ev["entities"])):
+        lines.append("Items you watched are listed by how much each holds up this score (the model's gradient); "
+                     "linked items that do not raise it are left out." if verb == "which you watched" else
+                     "History items are listed by how much each holds up this score (the model's gradient); "
+                     "linked items that do not raise it are left out.")
+    elif ev["paths_found"] and ev.get("note"):
+        lines.append(ev["note"][0].upper() + ev["note"][1:] + ".")
     if not ev["paths_found"]:
         note = ev["note"][0].upper() + ev["note"][1:] + "."
         if ev["entities"]:
