@@ -11,7 +11,8 @@
 * :func:`latent_class_em` — a learning-free-of-KTUP estimator: EM on a per-user mixture over
   relations with per-(user, relation) distributions over KG neighbours (the generating story),
   fitted on the training interactions; its posterior for held-out pairs. (The shipped evidence
-  step, ``ktup.explain.latent``, fits the same story by CVB0; ``method="em"`` there equals this.)
+  step, ``ktup.explain.latent``, fits the same story by CVB0; ``method="em", nb_split="even"`` there
+  equals this.)
 * :func:`label_fed` — the same story's estimator when the planted relation of every training
   interaction is *given* (counts instead of responsibilities): what the latent-class step could
   reach if it inferred the training labels perfectly, with this much data per user.

@@ -261,7 +261,7 @@ def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbol
     fidelity["wall_cpu_seconds_deletion"] = t_del
     if history_users:
         # history-side deletion: history = training interactions (what the user row was fitted on)
-        from explain_deletion_history import cited_in_text, cited_on_paths, history_deletion
+        from explain_deletion_history import cited_by_influence, cited_in_text, cited_on_paths, history_deletion
 
         rec_tr = Recommender(model, d, run=run, seen_splits=("train",))
         hs = np.sort(rng.choice(d.n_users, size=min(history_users, d.n_users), replace=False))
@@ -276,9 +276,12 @@ def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbol
             hd[f"{step}/cited-in-text"], t = timed(lambda: history_deletion(model, rec_s, hu, hi, cp, ci,
                                                                             steps=history_steps))
             hd[f"{step}/cited-in-text"]["wall_cpu_seconds"] = t
-            if step == "latent-class":
-                cp, ci = cited_on_paths(rec_s, hu, hi, named_s)
-                hd[f"{step}/cited-on-paths"] = history_deletion(model, rec_s, hu, hi, cp, ci, steps=history_steps)
+            if step == "latent-class":   # anchors: every KG-path item; the most influential of any history items
+                n_cite = np.bincount(cp, minlength=len(hu))
+                pp, pi_ = cited_on_paths(rec_s, hu, hi, named_s)
+                hd[f"{step}/cited-on-paths"] = history_deletion(model, rec_s, hu, hi, pp, pi_, steps=history_steps)
+                ap, ai = cited_by_influence(model, rec_s, hu, hi, n_cite)
+                hd["anchor/influence-any-history"] = history_deletion(model, rec_s, hu, hi, ap, ai, steps=history_steps)
         fidelity["history_deletion"] = hd
     return {
         "fidelity": fidelity,

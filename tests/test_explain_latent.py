@@ -78,6 +78,16 @@ def test_item_without_facts_and_user_without_history():
     assert np.allclose(p.sum(), 1.0) and (p > 0).all()                   # prior only, still a distribution
     with pytest.raises(ValueError, match="method"):
         LatentRelations(idx, ptr, items, method="gibbs")
+    with pytest.raises(ValueError, match="nb_split"):
+        LatentRelations(idx, ptr, items, nb_split="odd")
+
+
+def test_neighbour_split_variants_agree_with_one_neighbour_per_relation():
+    idx, ptr, items, rel, held = planted(seed=2)
+    users = np.arange(rel.size)
+    a = LatentRelations(idx, ptr, items, nb_split="posterior").posterior(users, held)
+    b = LatentRelations(idx, ptr, items, nb_split="even").posterior(users, held)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_choose_relations_rules():

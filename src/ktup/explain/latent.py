@@ -3,7 +3,11 @@
 A generative story of a user's history, fitted without model weights or labels: user u picks
 a relation r with probability ``pi[u, r]``, then one of the KG neighbours nb reachable through
 r with probability ``theta[u, r, nb]``, then an item reaching nb through r uniformly
-(``1 / deg(r, nb)``; an item with several neighbours through r splits its mass over them).
+(``1 / deg(r, nb)``), so ``P(i | u, r) = Σ_nb∈N(i, r) theta[u, r, nb] / deg(r, nb)``. An
+interaction's share of r is split over the item's neighbours by their posterior (``nb_split=
+"posterior"``, the story's own EM; ``"even"`` splits it evenly and divides the likelihood by
+the number of neighbours, the benchmark anchor's variant — the two agree when every item has
+one neighbour per relation).
 Smoothing: ``pi`` with a symmetric Dirichlet ``alpha``; ``theta`` shrunk towards the
 catalogue's own spread ``deg(r, nb) / Σ deg(r, ·)`` with weight ``beta``, so a neighbour the
 user never met keeps some mass. The posterior ``P(r | u, i) ∝ pi[u, r] · P(i | u, r)`` of a
@@ -28,7 +32,7 @@ import numpy as np
 from ktup.explain.evidence import EvidenceIndex, expand_csr
 
 #: Defaults of the evidence step (chosen on planted data, seed 1; docs/EXPLANATIONS.md).
-ITERS, ALPHA, BETA, METHOD, MODEL_WEIGHT = 30, 0.3, 0.3, "cvb0", 0.0
+ITERS, ALPHA, BETA, METHOD, NB_SPLIT, MODEL_WEIGHT = 30, 0.3, 0.3, "cvb0", "posterior", 0.0
 
 
 class LatentRelations:
@@ -39,10 +43,12 @@ class LatentRelations:
 
     def __init__(self, index: EvidenceIndex, hist_indptr: np.ndarray, hist_items: np.ndarray, *,
                  iters: int = ITERS, alpha: float = ALPHA, beta: float = BETA, method: str = METHOD,
-                 max_entries: int = 4_000_000):
+                 max_entries: int = 4_000_000, nb_split: str = NB_SPLIT):
         if method not in ("cvb0", "em"):
             raise ValueError(f"LatentRelations: method must be 'cvb0' or 'em', got {method!r}")
-        self.method = method
+        if nb_split not in ("posterior", "even"):
+            raise ValueError(f"LatentRelations: nb_split must be 'posterior' or 'even', got {nb_split!r}")
+        self.method, self.nb_split = method, nb_split
         f = index._by_item
         self.R, self.I = index.n_relations, index.n_items
         self.iters, self.alpha, self.beta = int(iters), float(alpha), float(beta)
@@ -88,7 +94,7 @@ class LatentRelations:
         own, pos = expand_csr(self.f_ptr, ti)                             # facts of each interaction
         r, k = self.rel[pos], self.rn[pos]
         ukey, kinv = np.unique(tu[own] * self.NK + k, return_inverse=True)
-        inv_nb = self.inv_nb[ti[own] * R + r]
+        inv_nb = self.inv_nb[ti[own] * R + r] if self.nb_split == "even" else np.ones(own.shape[0])
         inv_w = inv_nb / self.deg[k]
         prior = b * self.base[pos]
         n_u = np.bincount(tu, minlength=nu).astype(float)
@@ -97,9 +103,10 @@ class LatentRelations:
         theta = self.base[pos].copy()                                     # P(nb | u, r) of each fact
         c_key, n_ur = np.zeros(ukey.shape[0]), np.zeros((nu, R))
         for _ in range(self.iters):
-            gam = pi_j * np.bincount(own * R + r, weights=theta * inv_w, minlength=n * R).reshape(n, R)
-            gam /= np.maximum(gam.sum(1, keepdims=True), 1e-300)          # responsibilities (n, R)
-            c_row = gam[own, r] * inv_nb
+            ge = pi_j[own, r] * theta * inv_w                               # per fact: P(r, nb, item)
+            tot = np.maximum(np.bincount(own, weights=ge, minlength=n), 1e-300)
+            gam = np.bincount(own * R + r, weights=ge, minlength=n * R).reshape(n, R) / tot[:, None]   # (n, R)
+            c_row = gam[own, r] * inv_nb if self.nb_split == "even" else ge / tot[own]
             c_key = np.bincount(kinv, weights=c_row, minlength=ukey.shape[0])
             n_ur = np.bincount(ur, weights=c_row, minlength=nu * R).reshape(nu, R)
             if self.method == "cvb0":   # each interaction scored with counts that leave its own share out
@@ -131,8 +138,8 @@ class LatentRelations:
         else:
             c = np.zeros(q.shape[0])
         theta = (c + self.beta * self.base[pos]) / (self.n_ur[users[own], r] + self.beta)
-        g = np.bincount(own * R + r, weights=theta * self.inv_nb[items[own] * R + r] / self.deg[k],
-                        minlength=B * R).reshape(B, R)
+        split = self.inv_nb[items[own] * R + r] if self.nb_split == "even" else 1.0
+        g = np.bincount(own * R + r, weights=theta * split / self.deg[k], minlength=B * R).reshape(B, R)
         p = self.pi[users] * g
         return p / np.maximum(p.sum(1, keepdims=True), 1e-300)
 
