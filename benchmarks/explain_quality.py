@@ -195,7 +195,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
 
 def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbole-split",
                 fidelity_users: int = 943, refit_steps: int = 30, options: dict | None = None,
-                history_users: int = 0, history_steps: int = 60) -> dict:
+                history_users: int = 0, history_steps: int = 60, history_only: bool = False) -> dict:
     from ktup.training import load_run, train
 
     if run_dir and (Path(run_dir) / "checkpoints" / "best.pt").exists():
@@ -249,16 +249,18 @@ def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbol
     fu = np.repeat(sample, top_i.shape[1])
     fi = top_i[sample].reshape(-1)
     fu, fi = fu[fi >= 0], fi[fi >= 0]
-    (ftop, fnamed, fsup, fks), t_named = timed(lambda: named_relations(model, rec, fu, fi))
-    fidelity = {"users": int(len(sample)), "protocol": "top-10 of each sampled user (seen items left out); "
-                "history = train+valid+test interactions; relations named by the shipped evidence step "
-                f"({rec.evidence_step})", **coverage_metrics(rec, fu, fi, fnamed, ftop, fsup)}
-    fidelity["named_equals_kg_support_rule"] = float((fnamed == fks).mean()) if len(fu) else None
-    dm, t_del = timed(lambda: deletion_metrics(model, d, fu, fi, fnamed, ftop, fsup, steps=refit_steps,
-                                               others={"kg_support_rule": fks}))
-    fidelity.update(dm)
-    fidelity["wall_cpu_seconds_named"] = t_named
-    fidelity["wall_cpu_seconds_deletion"] = t_del
+    fidelity = {"users": int(len(sample)), "skipped": "--history-only"}
+    if not history_only:
+        (ftop, fnamed, fsup, fks), t_named = timed(lambda: named_relations(model, rec, fu, fi))
+        fidelity = {"users": int(len(sample)), "protocol": "top-10 of each sampled user (seen items left out); "
+                    "history = train+valid+test interactions; relations named by the shipped evidence step "
+                    f"({rec.evidence_step})", **coverage_metrics(rec, fu, fi, fnamed, ftop, fsup)}
+        fidelity["named_equals_kg_support_rule"] = float((fnamed == fks).mean()) if len(fu) else None
+        dm, t_del = timed(lambda: deletion_metrics(model, d, fu, fi, fnamed, ftop, fsup, steps=refit_steps,
+                                                   others={"kg_support_rule": fks}))
+        fidelity.update(dm)
+        fidelity["wall_cpu_seconds_named"] = t_named
+        fidelity["wall_cpu_seconds_deletion"] = t_del
     if history_users:
         # history-side deletion: history = training interactions (what the user row was fitted on)
         from explain_deletion_history import cited_by_influence, cited_in_text, cited_on_paths, history_deletion
@@ -322,6 +324,7 @@ def main(argv=None) -> int:
     ap.add_argument("--history-users", type=int, default=0,
                     help="users sampled for history-side deletion (0: skip; explain_deletion_history.py)")
     ap.add_argument("--history-steps", type=int, default=60, help="Adam steps of the user refit")
+    ap.add_argument("--history-only", action="store_true", help="real data: only the history-side deletion")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -350,7 +353,8 @@ def main(argv=None) -> int:
             k, v = kv.split("=", 1)
             opts_real[k] = json.loads(v) if v.replace(".", "", 1).replace("-", "", 1).isdigit() or v in ("true", "false") else v
         out["ml-100k"] = part_ml100k(args.ml_epochs, args.run_dir, args.real_dataset, args.fidelity_users,
-                                     args.refit_steps, opts_real, args.history_users, args.history_steps)
+                                     args.refit_steps, opts_real, args.history_users, args.history_steps,
+                                     args.history_only)
         print(json.dumps({"ml-100k": out["ml-100k"]}, indent=2), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

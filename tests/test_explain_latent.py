@@ -149,6 +149,7 @@ def test_history_influence_is_the_gradient_dot_product():
 
 
 def test_explanation_cites_history_by_influence():
+    from ktup.explain.explanation import MAX_CITED
     from ktup.explain.influence import history_influence
 
     d = tiny_dataset(entity_names=True)
@@ -166,6 +167,17 @@ def test_explanation_cites_history_by_influence():
             shown = np.array([ids[h["item"]] for h in ent["history_items"]], dtype=np.int64)
             v = history_influence(m, u, ids[item], shown)
             assert (v > 0).all() and (np.diff(v) <= 0).all()               # only items raising the score, best first
-        assert ("holds up this score" in x["text"]) or ("none of them raises this score" in x["text"])
+        assert ("hold up this score most" in x["text"]) or ("none of them raises this score" in x["text"])
+        shown = {ids[h["item"]] for e in ev["entities"] for h in e["history_items"]} | \
+            {ids[h["item"]] for h in ev["direct_history"]}
+        assert len(shown) <= MAX_CITED
+        hist = rec.history(u)
+        pair, on_paths = rec.evidence.path_items(np.array([u]), np.array([ids[item]]),
+                                                 np.array([d.relations.index(x["named"]["relation"])]),
+                                                 rec._seen_indptr, rec._seen_items)
+        v = history_influence(m, u, ids[item], on_paths)
+        best = set(on_paths[np.argsort(-v, kind="stable")][(np.sort(-v) < 0)][:MAX_CITED].tolist())
+        assert shown == best or len(ev["entities"]) >= 3                    # the strongest, unless lines ran out
+        assert hist.size
         checked += 1
     assert checked >= 2

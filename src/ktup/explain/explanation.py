@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MAX_ENTITIES = 5        # entities listed per explanation
 MAX_HISTORY_ITEMS = 5   # history items listed per entity
 MAX_EXAMPLES = 3        # other items named to describe an entity that has no name
+MAX_CITED = 5           # history items cited: those holding up the score most (influence)
 
 
 def _title(rec: "Recommender", i: int) -> Optional[str]:
@@ -247,9 +248,11 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
 
 
 def _by_influence(rec: "Recommender", u: int, i: int, shared: list, direct: np.ndarray, ev: dict):
-    """Order the cited history items by their influence on the score (:mod:`ktup.explain.influence`),
-    leaving out those with influence ≤ 0; entities by their most influential item. A model
-    without a user table keeps the specificity order."""
+    """Cite the history items on the KG paths that hold up the score most (influence,
+    :mod:`ktup.explain.influence`): the ``MAX_CITED`` with the largest positive influence (all
+    positive ones when ``rec.cite_top`` is None), each entity's list best first; entities keep the
+    specificity order (rarest first) unless ``rec.entity_order == "influence"``. A model without a
+    user table keeps the specificity order and every linked item."""
     from dataclasses import replace
 
     on_paths = np.unique(np.concatenate([s.history_items for s in shared] + [direct]))
@@ -258,17 +261,25 @@ def _by_influence(rec: "Recommender", u: int, i: int, shared: list, direct: np.n
         return shared, direct
     ev["cited_by"] = "influence"
     ev["n_history_lowering"] = int((infl <= 0).sum())
+    top = getattr(rec, "cite_top", MAX_CITED)
+    order = np.argsort(-infl, kind="stable")
+    chosen = order[infl[order] > 0][:top] if top is not None else order[infl[order] > 0]
+    cited = np.sort(on_paths[chosen])
 
     def keep(items: np.ndarray) -> tuple[np.ndarray, float]:
+        items = items[np.isin(items, cited)]
         v = infl[np.searchsorted(on_paths, items)]
         o = np.argsort(-v, kind="stable")
-        return items[o][v[o] > 0], float(v.max()) if v.shape[0] else -np.inf
+        return items[o], float(v.max()) if v.shape[0] else -np.inf
 
     out = []
     for s in shared:
         items, best = keep(s.history_items)
         out.append((replace(s, history_items=items), best, s.history_items.shape[0]))
-    out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, -t[1], t[0].n_items, t[0].entity))
+    if getattr(rec, "entity_order", "specificity") == "influence":
+        out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, -t[1], t[0].n_items, t[0].entity))
+    else:
+        out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, t[0].n_items, -t[1], t[0].entity))
     ev["_n_history"] = {t[0].entity: t[2] for t in out}
     return [t[0] for t in out], keep(direct)[0]
 
@@ -357,10 +368,9 @@ def format_explanation(x: dict) -> str:
     if ev["direct_history"]:
         lines.append(f"Evidence ({rel}): linked directly to {_titles(ev['direct_history'], len(ev['direct_history']))}, {verb}.")
     if ev.get("cited_by") == "influence" and (ev["direct_history"] or any(e["history_items"] for e in ev["entities"])):
-        lines.append("Items you watched are listed by how much each holds up this score (the model's gradient); "
-                     "linked items that do not raise it are left out." if verb == "which you watched" else
-                     "History items are listed by how much each holds up this score (the model's gradient); "
-                     "linked items that do not raise it are left out.")
+        who = "items you watched" if verb == "which you watched" else "history items"
+        lines.append(f"Shown: the linked {who} that hold up this score most (at most {MAX_CITED}, by the model's "
+                     "gradient), best first; the others are counted, not named.")
     elif ev["paths_found"] and ev.get("note"):
         lines.append(ev["note"][0].upper() + ev["note"][1:] + ".")
     if not ev["paths_found"]:
