@@ -31,7 +31,7 @@ import numpy as np
 
 from ktup.explain.evidence import EvidenceIndex, expand_csr
 
-#: Defaults of the evidence step (chosen on planted data, seed 1; docs/EXPLANATIONS.md).
+#: Defaults of the evidence step (chosen on planted data, seeds 1-2; docs/EXPLANATIONS.md).
 ITERS, ALPHA, BETA, METHOD, NB_SPLIT, MODEL_WEIGHT = 30, 0.3, 0.3, "cvb0", "posterior", 0.0
 
 
