@@ -8,8 +8,9 @@ and agreement of the relation an explanation names, over users' top-10 lists.
   re-fitting that embedding without it: starting from the trained ``e[a(i)]`` with everything
   else frozen, ``steps`` Adam steps minimise the TransH distance of the item's training facts
   (the item at its own end of each triple), once with all facts ("full"), once without the
-  named relation's facts ("cited"), once without as many random facts of other relations
-  ("random"). The pair's score under each re-fitted embedding gives the drops
+  named relation's facts ("cited"), once without exactly as many random facts of other
+  relations ("random"; pairs whose item has fewer such facts are left out of that comparison
+  and counted, ``deletion_pairs_size_matched``). The pair's score under each re-fitted embedding gives the drops
   ``score(full) − score(cited)`` and ``score(full) − score(random)``. The refit is
   deterministic and shared by every user (it depends on the item and the removed facts only).
 * **Agreement**: the same refit without each of the item's relations in turn; the named
@@ -17,9 +18,8 @@ and agreement of the relation an explanation names, over users' top-10 lists.
   item has facts of); anchors: the model's own top preference, the KG-support argmax, a
   random relation.
 
-History-side deletion (removing cited history items) is not measured: KTUP's score does not
-read the history at inference, only the user embedding trained on it; re-fitting users is a
-different experiment.
+History-side deletion (removing the cited history items and re-fitting the user row) is in
+``explain_deletion_history.py``.
 """
 
 from __future__ import annotations
@@ -28,26 +28,31 @@ import numpy as np
 import torch
 
 from ktup.explain.evidence import EvidenceIndex, RelationSupport, expand_csr
+from ktup.explain.latent import choose_relations
 from ktup.models import functional as fn
 
 
 def named_relations(model, rec, users: np.ndarray, items: np.ndarray, batch: int = 4096):
-    """Per pair: (model's own top relation, named relation (post-hoc KG-support step), support (B, R))."""
+    """Per pair: (model's own top relation, named relation (the recommender's evidence step, as
+    explanations run it), KG support (B, R), the kg-support rule's relation)."""
     rs = RelationSupport(rec.evidence, rec._seen_indptr, rec._seen_items)
     rel_of = np.asarray(model.preference_relation, dtype=np.int64)
-    tops, named, sups = [], [], []
+    f = rec.evidence._by_item
+    has_r = np.zeros((rec.dataset.n_items, rec.evidence.n_relations), dtype=bool)
+    has_r[f[:, 0], f[:, 1]] = True
+    tops, named, sups, ks = [], [], [], []
     with torch.no_grad():
         for s in range(0, len(users), batch):
             ub, ib = users[s:s + batch], items[s:s + batch]
             logp = torch.log_softmax(model.preference_logits(torch.as_tensor(ub), torch.as_tensor(ib)).double(), 1).numpy()
             sup_r = rs.support(ub, ib)                                   # (B, R) by relation id
-            sup = sup_r[:, rel_of]
-            comb = np.where(sup > 0, logp + np.log(np.maximum(sup, 1e-300)), -np.inf)
-            k = np.where(np.isfinite(comb).any(1), comb.argmax(1), logp.argmax(1))
+            sup, has = sup_r[:, rel_of], has_r[ib][:, rel_of]
+            post = rec.latent.posterior(ub, ib)[:, rel_of] if rec.evidence_step == "latent-class" else None
             tops.append(rel_of[logp.argmax(1)])
-            named.append(rel_of[k])
+            named.append(rel_of[choose_relations(logp, sup, has, post)[0]])
+            ks.append(rel_of[choose_relations(logp, sup, has)[0]])
             sups.append(sup_r)
-    return np.concatenate(tops), np.concatenate(named), np.concatenate(sups)
+    return np.concatenate(tops), np.concatenate(named), np.concatenate(sups), np.concatenate(ks)
 
 
 def _item_triples(kg: np.ndarray, item_entity: np.ndarray, items: np.ndarray):
@@ -110,9 +115,11 @@ def _refit(model, ent: np.ndarray, tri: np.ndarray, side: np.ndarray, mask: np.n
 
 
 def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.ndarray, top: np.ndarray,
-                     support: np.ndarray, steps: int = 30, lr: float = 0.01, seed: int = 0) -> dict:
+                     support: np.ndarray, steps: int = 30, lr: float = 0.01, seed: int = 0,
+                     others: dict | None = None) -> dict:
     """Deletion fidelity and agreement (module docstring) for pairs (users, items) whose item is linked."""
     rng = np.random.default_rng(seed)
+    others = {k: np.asarray(v)[d.item_entity[items] >= 0] for k, v in (others or {}).items()}
     kg = d.kg_train
     R = d.n_relations
     linked = d.item_entity[items] >= 0
@@ -133,11 +140,13 @@ def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.n
     n_r = (rel[vi] == vr[:, None]).sum(1)
     mask_full = T >= 0
     mask_cut = mask_full[vi] & (rel[vi] != vr[:, None])
-    # random facts of other relations, as many as the relation has (all of them when fewer)
+    # random facts of other relations, exactly as many as the relation has (the equal-size
+    # control; combos whose item has fewer facts of other relations are left out of it)
     keys = rng.random((len(vi), F))
     keys[~mask_cut] = np.inf
     rank = np.argsort(np.argsort(keys, axis=1), axis=1)
     mask_rand = mask_full[vi] & ~(rank < n_r[:, None])
+    matched = mask_cut.sum(1) >= n_r
     ent = d.item_entity[uniq]
     V = len(uniq)
     X = _refit(model, np.concatenate([ent, ent[vi], ent[vi]]),
@@ -164,6 +173,7 @@ def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.n
     s_rand = scores(X_rand, P[ok], c_named[ok])
     drop_cited = s_full[ok] - s_cut
     drop_rand = s_full[ok] - s_rand
+    mt = matched[c_named[ok]]                                             # pairs with an equal-size control
     # agreement: every relation's removal, per pair
     pi, rr = np.nonzero(combo[pos_item] >= 0)
     s_each = scores(X_cut, pi, combo[pos_item[pi], rr])
@@ -183,9 +193,16 @@ def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.n
         "pairs_named_relation_has_training_facts": int(ok.sum()),
         "refit": {"steps": steps, "lr": lr, "facts": "kg_train, item's entity at either end"},
         "deletion_cited_drop_fraction": float((drop_cited > 0).mean()) if ok.any() else None,
-        "deletion_random_drop_fraction": float((drop_rand > 0).mean()) if ok.any() else None,
+        "deletion_random_drop_fraction_unmatched_sizes": float((drop_rand > 0).mean()) if ok.any() else None,
+        "deletion_pairs_size_matched": int(mt.sum()),
+        "deletion_cited_drop_fraction_matched": float((drop_cited[mt] > 0).mean()) if mt.any() else None,
+        "deletion_random_drop_fraction": float((drop_rand[mt] > 0).mean()) if mt.any() else None,
+        "deletion_cited_mean_drop_matched": float(drop_cited[mt].mean()) if mt.any() else None,
+        "deletion_random_mean_drop_matched": float(drop_rand[mt].mean()) if mt.any() else None,
+        "deletion_cited_beats_random_fraction_matched": float((drop_cited[mt] > drop_rand[mt]).mean()) if mt.any() else None,
+        "mean_facts_removed_matched": float(n_r[c_named[ok]][mt].mean()) if mt.any() else None,
         "deletion_cited_mean_drop": float(drop_cited.mean()) if ok.any() else None,
-        "deletion_random_mean_drop": float(drop_rand.mean()) if ok.any() else None,
+        "deletion_random_mean_drop_unmatched_sizes": float(drop_rand.mean()) if ok.any() else None,
         "deletion_cited_median_drop": float(np.median(drop_cited)) if ok.any() else None,
         "deletion_random_median_drop": float(np.median(drop_rand)) if ok.any() else None,
         "deletion_cited_beats_random_fraction": float((drop_cited > drop_rand).mean()) if ok.any() else None,
@@ -196,6 +213,7 @@ def deletion_metrics(model, d, users: np.ndarray, items: np.ndarray, named: np.n
         "agreement_kg_support_argmax": agree(sup_arg),
         "agreement_random_relation": agree(rnd),
         "agreement_chance": float((1.0 / np.maximum(n_rel, 1)).mean()) if len(users) else None,
+        **{f"agreement_{k}": agree(v) for k, v in others.items()},
     }
 
 

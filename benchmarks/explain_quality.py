@@ -5,8 +5,8 @@ Part 1 — synthetic data with planted relations (``ktup.data.synthetic``, confi
 (``--set KEY=VALUE`` model options, e.g. ``relation_alignment=0.3``) and count, over held-out
 test interactions, how often the relation equals the planted one for
   * the model's own induced preference (``accuracy_ktup_top_relation``),
-  * the relation explanations name (post-hoc: model weight × KG support,
-    ``accuracy_ktup_posthoc_evidence``),
+  * the relation explanations name (the shipped post-hoc evidence step, latent-class,
+    ``accuracy_ktup_posthoc_evidence``; its variants in ``accuracy_posthoc_variants``),
 against chance (1/K), the most frequent planted relation, each user's most frequent planted
 relation (oracle-fed), KG overlap, KG support alone, a latent-class EM, the best additive rule
 fitted on planted labels (the cap of KTUP's additive induction) and the Bayes ceiling with the
@@ -83,24 +83,36 @@ def kg_overlap_relation(d, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return score.argmax(axis=1)
 
 
-def posthoc_relations(model, d, users, items, hist_indptr, hist_items, batch: int = 8192):
-    """The post-hoc evidence step: per pair ``argmax_r log p_model(r) + log support(r)`` over the
-    relations with a KG path to the history (the model's own choice where none has one)."""
+def posthoc_relations(model, d, users, items, hist_indptr, hist_items, batch: int = 8192,
+                      model_weights=(0.5, 1.0)) -> dict:
+    """The evidence step as explanations run it (:func:`ktup.explain.latent.choose_relations`),
+    per pair: ``latent-class`` (shipped: largest latent-class posterior among relations with a
+    KG path), ``kg-support`` (the earlier rule: weight × KG support), ``latent+w<λ>``
+    (posterior × model weight^λ), and ``support-only`` (argmax KG support)."""
     from ktup.explain.evidence import EvidenceIndex, RelationSupport
+    from ktup.explain.latent import LatentRelations, choose_relations
 
-    rs = RelationSupport(EvidenceIndex(d.kg_all, d.item_entity, d.n_entities), hist_indptr, hist_items)
+    idx = EvidenceIndex(d.kg_all, d.item_entity, d.n_entities)
+    rs = RelationSupport(idx, hist_indptr, hist_items)
+    lat = LatentRelations(idx, hist_indptr, hist_items)
     rel_of = np.asarray(model.preference_relation, dtype=np.int64)
-    out, sup_only = [], []
+    f = idx._by_item
+    has_r = np.zeros((d.n_items, idx.n_relations), dtype=bool)
+    has_r[f[:, 0], f[:, 1]] = True
+    out = {k: [] for k in ["latent-class", "kg-support", "support-only"] + [f"latent+w{m}" for m in model_weights]}
     with torch.no_grad():
         for s in range(0, len(users), batch):
             ub, ib = users[s:s + batch], items[s:s + batch]
             logp = torch.log_softmax(model.preference_logits(torch.as_tensor(ub), torch.as_tensor(ib)).double(), 1).numpy()
             sup = rs.support(ub, ib)[:, rel_of]                          # (B, K) in preference order
-            comb = np.where(sup > 0, logp + np.log(np.maximum(sup, 1e-300)), -np.inf)
-            k = np.where(np.isfinite(comb).any(1), comb.argmax(1), logp.argmax(1))
-            out.append(rel_of[k])
-            sup_only.append(rel_of[sup.argmax(1)])
-    return np.concatenate(out), np.concatenate(sup_only)
+            has = has_r[ib][:, rel_of]
+            post = lat.posterior(ub, ib)[:, rel_of]
+            out["latent-class"].append(rel_of[choose_relations(logp, sup, has, post)[0]])
+            out["kg-support"].append(rel_of[choose_relations(logp, sup, has)[0]])
+            out["support-only"].append(rel_of[sup.argmax(1)])
+            for m in model_weights:
+                out[f"latent+w{m}"].append(rel_of[choose_relations(logp, sup, has, post, model_weight=m)[0]])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 #: Planted configurations (ktup.data.synthetic.generate arguments) measured by part 1.
@@ -136,7 +148,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
     u, i, truth = d.test.users[ok], d.test.items[ok], planted_te[ok]
     top, weight, w_truth = induced_relations(run.model, u, i, truth=truth)
     tr_ptr, tr_items = d.train.csr()                                         # history = train only (no leakage)
-    post, sup_only = posthoc_relations(run.model, d, u, i, tr_ptr, tr_items)
+    named = posthoc_relations(run.model, d, u, i, tr_ptr, tr_items)
     with torch.no_grad():   # the model's posterior over preferences: prior weight × exp(score under k)
         ut, it = torch.as_tensor(u), torch.as_tensor(i)
         resp = (torch.log_softmax(run.model.preference_logits(ut, it).double(), 1)
@@ -148,7 +160,7 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
     np.add.at(per_user, (d.train.users[m], planted_tr[m]), 1)
     user_mode = np.where(per_user.sum(1) > 0, per_user.argmax(1), glob)
     kg_rel = kg_overlap_relation(d, u, i)
-    from explain_anchors import additive_oracle, bayes_ceiling, latent_class_em
+    from explain_anchors import additive_oracle, bayes_ceiling, label_fed, latent_class_em
 
     em_rel = latent_class_em(d, u, i).argmax(1)
     res = {
@@ -158,7 +170,9 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
         "test_metrics": run.final.get("test") if run.final else None,
         "test_interactions": int(ok.sum()), "K": K,
         "accuracy_ktup_top_relation": float((top == truth).mean()),
-        "accuracy_ktup_posthoc_evidence": float((post == truth).mean()),
+        "accuracy_ktup_posthoc_evidence": float((named["latent-class"] == truth).mean()),
+        "evidence_step": "latent-class (shipped default; history = train interactions)",
+        "accuracy_posthoc_variants": {k: float((v == truth).mean()) for k, v in named.items()},
         "accuracy_ktup_responsibility": float((resp == truth).mean()),
         "mean_weight_of_top": float(weight.mean()),
         "mean_weight_on_planted": float(w_truth.mean()),
@@ -166,10 +180,11 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
         "baseline_global_most_frequent": float((glob == truth).mean()),
         "baseline_user_most_frequent_planted": float((user_mode[u] == truth).mean()),
         "baseline_kg_overlap": float((kg_rel == truth).mean()),
-        "baseline_kg_support": float((sup_only == truth).mean()),
+        "baseline_kg_support": float((named["support-only"] == truth).mean()),
         "baseline_latent_class_em": float((em_rel == truth).mean()),
         "cap_additive_oracle": additive_oracle(d, K, u, i, truth),
         "ceiling_bayes_true_parameters": bayes_ceiling(PLANTED[planted], seed, d, u, i, truth),
+        "ceiling_label_fed": label_fed(d, u, i, truth),
         "induced_distribution": {d.relations.token(r): int(c) for r, c in
                                  enumerate(np.bincount(top, minlength=K))},
         "planted_distribution": {d.relations.token(r): int(c) for r, c in
@@ -179,7 +194,8 @@ def part_synthetic(epochs: int, seed: int, lr: float = 5e-3, induction: str = "s
 
 
 def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbole-split",
-                fidelity_users: int = 943, refit_steps: int = 30, options: dict | None = None) -> dict:
+                fidelity_users: int = 943, refit_steps: int = 30, options: dict | None = None,
+                history_users: int = 0, history_steps: int = 60, history_only: bool = False) -> dict:
     from ktup.training import load_run, train
 
     if run_dir and (Path(run_dir) / "checkpoints" / "best.pt").exists():
@@ -233,14 +249,42 @@ def part_ml100k(epochs: int, run_dir: str | None, dataset: str = "ml-100k-recbol
     fu = np.repeat(sample, top_i.shape[1])
     fi = top_i[sample].reshape(-1)
     fu, fi = fu[fi >= 0], fi[fi >= 0]
-    (ftop, fnamed, fsup), t_named = timed(lambda: named_relations(model, rec, fu, fi))
-    fidelity = {"users": int(len(sample)), "protocol": "top-10 of each sampled user (seen items left out); "
-                "history = train+valid+test interactions; relations named by the post-hoc KG-support step",
-                **coverage_metrics(rec, fu, fi, fnamed, ftop, fsup)}
-    dm, t_del = timed(lambda: deletion_metrics(model, d, fu, fi, fnamed, ftop, fsup, steps=refit_steps))
-    fidelity.update(dm)
-    fidelity["wall_cpu_seconds_named"] = t_named
-    fidelity["wall_cpu_seconds_deletion"] = t_del
+    fidelity = {"users": int(len(sample)), "skipped": "--history-only"}
+    if not history_only:
+        (ftop, fnamed, fsup, fks), t_named = timed(lambda: named_relations(model, rec, fu, fi))
+        fidelity = {"users": int(len(sample)), "protocol": "top-10 of each sampled user (seen items left out); "
+                    "history = train+valid+test interactions; relations named by the shipped evidence step "
+                    f"({rec.evidence_step})", **coverage_metrics(rec, fu, fi, fnamed, ftop, fsup)}
+        fidelity["named_equals_kg_support_rule"] = float((fnamed == fks).mean()) if len(fu) else None
+        dm, t_del = timed(lambda: deletion_metrics(model, d, fu, fi, fnamed, ftop, fsup, steps=refit_steps,
+                                                   others={"kg_support_rule": fks}))
+        fidelity.update(dm)
+        fidelity["wall_cpu_seconds_named"] = t_named
+        fidelity["wall_cpu_seconds_deletion"] = t_del
+    if history_users:
+        # history-side deletion: history = training interactions (what the user row was fitted on)
+        from explain_deletion_history import cited_by_influence, cited_in_text, cited_on_paths, history_deletion
+
+        rec_tr = Recommender(model, d, run=run, seen_splits=("train",))
+        hs = np.sort(rng.choice(d.n_users, size=min(history_users, d.n_users), replace=False))
+        ti, _ = rec_tr.top_k(hs, k=10)
+        hu, hi = np.repeat(hs, ti.shape[1]), ti.reshape(-1)
+        hu, hi = hu[hi >= 0], hi[hi >= 0]
+        hd = {"users": int(len(hs)), "protocol": "top-10 of each sampled user, train items masked; history = "
+              "training interactions (what the user row was fitted on)"}
+        for step in ("latent-class", "kg-support"):
+            rec_s = Recommender(model, d, run=run, seen_splits=("train",), evidence_step=step)
+            (cp, ci), named_s = cited_in_text(rec_s, hu, hi)
+            hd[f"{step}/cited-in-text"], t = timed(lambda: history_deletion(model, rec_s, hu, hi, cp, ci,
+                                                                            steps=history_steps))
+            hd[f"{step}/cited-in-text"]["wall_cpu_seconds"] = t
+            if step == "latent-class":   # anchors: every KG-path item; the most influential of any history items
+                n_cite = np.bincount(cp, minlength=len(hu))
+                pp, pi_ = cited_on_paths(rec_s, hu, hi, named_s)
+                hd[f"{step}/cited-on-paths"] = history_deletion(model, rec_s, hu, hi, pp, pi_, steps=history_steps)
+                ap, ai = cited_by_influence(model, rec_s, hu, hi, n_cite)
+                hd["anchor/influence-any-history"] = history_deletion(model, rec_s, hu, hi, ap, ai, steps=history_steps)
+        fidelity["history_deletion"] = hd
     return {
         "fidelity": fidelity,
         "run": str(run.path), "train_seconds": None if train_s is None else round(train_s, 1),
@@ -277,8 +321,13 @@ def main(argv=None) -> int:
     ap.add_argument("--fidelity-users", type=int, default=943, help="users sampled for coverage/deletion/agreement")
     ap.add_argument("--refit-steps", type=int, default=30, help="Adam steps of the entity refit (deletion fidelity)")
     ap.add_argument("--run-dir", default=None, help="ml-100k run directory (reused when finished)")
+    ap.add_argument("--history-users", type=int, default=0,
+                    help="users sampled for history-side deletion (0: skip; explain_deletion_history.py)")
+    ap.add_argument("--history-steps", type=int, default=60, help="Adam steps of the user refit")
+    ap.add_argument("--history-only", action="store_true", help="real data: only the history-side deletion")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     out = {}
     if args.part in ("all", "synthetic"):
         opts = {}
@@ -292,7 +341,8 @@ def main(argv=None) -> int:
                 out["synthetic"].append(r)
                 print(json.dumps({k: r[k] for k in ("planted", "seed", "model_options", "induction", "train_seconds",
                                                     "accuracy_ktup_top_relation", "accuracy_ktup_posthoc_evidence",
-                                                    "accuracy_ktup_responsibility",
+                                                    "accuracy_ktup_responsibility", "accuracy_posthoc_variants",
+                                                    "ceiling_label_fed",
                                                     "mean_weight_of_top", "chance", "baseline_kg_overlap",
                                                     "baseline_kg_support", "baseline_latent_class_em", "cap_additive_oracle",
                                                     "ceiling_bayes_true_parameters", "baseline_user_most_frequent_planted")}
@@ -303,7 +353,8 @@ def main(argv=None) -> int:
             k, v = kv.split("=", 1)
             opts_real[k] = json.loads(v) if v.replace(".", "", 1).replace("-", "", 1).isdigit() or v in ("true", "false") else v
         out["ml-100k"] = part_ml100k(args.ml_epochs, args.run_dir, args.real_dataset, args.fidelity_users,
-                                     args.refit_steps, opts_real)
+                                     args.refit_steps, opts_real, args.history_users, args.history_steps,
+                                     args.history_only)
         print(json.dumps({"ml-100k": out["ml-100k"]}, indent=2), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,7 @@ def test_explain_director_path_names_entity_and_history():
     assert x["item"] == "30" and x["title"] == "Cast Away"
     assert x["top"]["relation"] == "film.film.directed_by"
     assert x["top"]["relation_name"] == "directed by"
-    assert x["named"]["relation"] == "film.film.directed_by" and x["named"]["chosen_by"] == "kg-path"
+    assert x["named"]["relation"] == "film.film.directed_by" and x["named"]["chosen_by"] == "latent-class"
     assert not x["seen"]
     ev = x["evidence"]
     assert ev["paths_found"] and ev["item_entity"] == "fC"
@@ -139,7 +139,7 @@ def test_explain_director_path_names_entity_and_history():
 
 def test_explain_without_names_describes_entity_by_linked_item():
     d = tiny_dataset()
-    rec = Recommender(FakeModel(top=3), d)                           # sequel relation
+    rec = Recommender(FakeModel(top=3), d, evidence_step="kg-support")   # sequel relation (the model's weight)
     x = rec.explain("7", "30")
     ev = x["evidence"]
     assert ev["entities"][0]["entity"] == "fB"
@@ -150,7 +150,7 @@ def test_explain_without_names_describes_entity_by_linked_item():
 
 def test_explain_history_respects_seen_splits():
     d = tiny_dataset()
-    rec = Recommender(FakeModel(top=2), d, seen_splits=("train",))
+    rec = Recommender(FakeModel(top=2), d, seen_splits=("train",), evidence_step="kg-support")
     x = rec.explain("7", "30")                                       # actor hanks: A in train
     assert [h["title"] for h in x["evidence"]["entities"][0]["history_items"]] == ["Forrest Gump"]
     x = rec.explain("9", "30")                                       # user 9 has no history
@@ -169,7 +169,7 @@ def test_explain_never_names_a_relation_without_facts_when_one_has_them():
     x = Recommender(FakeModel(top=1), d).explain("8", "10")          # user 8 has C: shares zemeckis, hanks
     assert x["top"]["relation"] == "film.director.film"             # the model's own choice, reported as such
     assert x["named"]["relation"] in ("film.film.directed_by", "film.film.actor")
-    assert x["named"]["chosen_by"] == "kg-path" and x["evidence"]["paths_found"]
+    assert x["named"]["chosen_by"] == "latent-class" and x["evidence"]["paths_found"]
     assert x["evidence"]["relation"] == x["named"]["relation"]
     assert "The model's own top preference is \"director of\"" in x["text"]
     assert "links it to nothing in your history" in x["text"]

