@@ -33,6 +33,8 @@ class DataConfig:
     split_ratios: tuple = (0.8, 0.1, 0.1)
     kg_split_ratios: tuple = (0.9, 0.05, 0.05)
     split_seed: int = 2020
+    kg_relations: tuple = ()          # keep only the triples of these relations (tokens; empty = all)
+    kg_drop_relations: tuple = ()     # drop the triples of these relations (applied after kg_relations)
 
 
 @dataclass
