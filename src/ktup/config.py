@@ -71,6 +71,7 @@ class TrainConfig:
     epochs: int = 1000                # a safety cap: runs stop by the convergence rule (patience) well before it
     schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
+    kg_loss_weight: float = 1.0       # ktup: multiplies the KG loss in every step that trains it (1 = the paper; docs/KG_DIAGNOSIS.md)
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
     optimizer: str = "adam"           # ktup.registry.OPTIMIZERS
@@ -243,6 +244,8 @@ class Config:
         _nonneg("model.user_max_norm", m.user_max_norm)
         _nonneg("model.relation_alignment", m.relation_alignment)
         _nonneg("train.weight_decay", t.weight_decay)
+        if not t.kg_loss_weight > 0:
+            raise ConfigError(f"train.kg_loss_weight: must be > 0, got {t.kg_loss_weight}")
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
         _nonneg("train.threads", t.threads)

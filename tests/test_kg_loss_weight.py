@@ -1,0 +1,53 @@
+"""train.kg_loss_weight: the KG loss is multiplied by a weight in every step that trains it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ktup.config import Config
+from ktup.errors import ConfigError
+from ktup.models import build_model
+from ktup.training import train
+from ktup.training.schedule import joint_loss
+from test_train_support import one_thread, tiny_config, tiny_dataset
+
+_one_thread = pytest.fixture(autouse=True)(one_thread)
+
+
+def _batches(ds):
+    users, pos = torch.as_tensor(ds.train.users[:8]), torch.as_tensor(ds.train.items[:8])
+    neg = (pos + 1) % ds.n_items
+    kg = torch.as_tensor(ds.kg_train[:8])
+    h, r, t = kg[:, 0], kg[:, 1], kg[:, 2]
+    return (users, pos, neg), (h, r, t, (h + 1) % ds.n_entities, (t + 1) % ds.n_entities)
+
+
+def test_weight_scales_the_kg_term_only_and_logs_stay_unweighted():
+    ds = tiny_dataset()
+    model = build_model(tiny_config("ktup").model, ds).eval()   # eval: no Gumbel noise, deterministic
+    rec_args, kg_args = _batches(ds)
+    loss1, _, kg1 = joint_loss(model, None, kg_args, 0.9)
+    loss3, _, kg3 = joint_loss(model, None, kg_args, 0.9, kg_weight=3.0)
+    assert torch.allclose(loss3, 3 * loss1) and torch.equal(kg1, kg3)
+    s1, rec, kg = joint_loss(model, rec_args, kg_args, 0.7)
+    s3, _, _ = joint_loss(model, rec_args, kg_args, 0.7, kg_weight=3.0)
+    assert torch.allclose(s1, 0.7 * rec + 0.3 * kg) and torch.allclose(s3, 0.7 * rec + 0.3 * 3.0 * kg)
+    r1, _, _ = joint_loss(model, rec_args, None, 0.7, kg_weight=3.0)
+    assert torch.equal(r1, rec)
+
+
+def test_default_is_the_paper_and_a_weight_changes_training(tmp_path):
+    ds = tiny_dataset()
+    runs = {w: train(tiny_config("ktup", epochs=1, kg_loss_weight=w), dataset=ds, out=str(tmp_path / f"w{w}"),
+                     progress="quiet", test=False) for w in (1.0, 10.0)}
+    base = train(tiny_config("ktup", epochs=1), dataset=ds, out=str(tmp_path / "base"), progress="quiet", test=False)
+    e = {k: r.model.entity.weight for k, r in runs.items()}
+    assert torch.equal(base.model.entity.weight, e[1.0])
+    assert not torch.allclose(e[1.0], e[10.0])
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_weight_must_be_positive(bad):
+    with pytest.raises(ConfigError, match="train.kg_loss_weight: must be > 0"):
+        Config().apply_overrides([f"kg_loss_weight={bad}"])
