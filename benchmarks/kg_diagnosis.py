@@ -12,6 +12,7 @@ holding the exact command):
            (item-linked entity rows, items), per touched row, their cosine; how far each step
            kind moves the shared rows over an epoch; the share of item rows each kind touches.
   run      train one named variant (VARIANTS) with `ktup train` at the screening budget.
+  ablate   a trained ktup's valid/test NDCG@10 with its entity rows removed (ĩ = i) or its item rows removed.
   collect  the table of variants from their run directories (valid/test NDCG@10, Recall@10, KG MRR).
 
 Usage (1 thread, under nice; the repo's src on PYTHONPATH):
@@ -53,6 +54,7 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "ktup-lam1": ("ktup", ["joint_lambda=1.0"], []),
     "ktup-kgw10": ("ktup", ["kg_loss_weight=10"], []),
     "ktup-align": ("ktup", ["align_loss=true"], []),
+    "ktup-detach": ("ktup", ["entity_rec_grad=false"], []),
     "ktup-no-wiki": ("ktup", ["kg_drop_relations=[related_to_wikipage]"], []),
     "ktup-no-wiki-cat": ("ktup", ["kg_drop_relations=[related_to_wikipage,belong_to_category]"], []),
     "ktup-people": ("ktup", [f"kg_relations=[{','.join(FILM_PEOPLE)}]"], []),
@@ -341,6 +343,47 @@ def cmd_grads(args) -> None:
                                    "cpu_seconds": time.process_time() - c0, "probes": probes, "epochs_moves": moves})
 
 
+# ============================================================== ablate
+def cmd_ablate(args) -> None:
+    """How much a trained ktup's ranking rests on its entity rows: valid/test NDCG@10 with the
+    item side ``ĩ = i + e`` as trained, with ``e`` removed (``ĩ = i``) and with ``i`` removed."""
+    from ktup import runs
+    from ktup.evaluation.ranking import evaluate_recommendation
+
+    torch.set_num_threads(1)
+    rows = []
+    for rd in args.runs:
+        run = runs.load_run(str(rd), checkpoint="best")
+        model, ds = run.model, run.dataset
+        rows_e = torch.as_tensor(item_entity_rows(ds))
+        with torch.no_grad():
+            i_w, e_w = model.item.weight.clone(), model.entity.weight.clone()
+            norms = {"item_norm_mean": float(i_w.norm(dim=1).mean()),
+                     "entity_norm_mean": float(e_w[rows_e].norm(dim=1).mean()),
+                     "enhanced_norm_mean": float(model.item_vectors().norm(dim=1).mean()),
+                     "cos_item_entity_mean": float(torch.nn.functional.cosine_similarity(
+                         i_w, model.entity(model.item_entity), dim=1).mean())}
+        res = {}
+        for label in ("as trained", "entity removed", "item removed"):
+            with torch.no_grad():
+                model.item.weight.copy_(i_w)
+                model.entity.weight.copy_(e_w)
+                if label == "entity removed":
+                    model.entity.weight[rows_e] = 0.0
+                elif label == "item removed":
+                    model.item.weight.zero_()
+            res[label] = {sp: evaluate_recommendation(model, ds, split=sp, ks=(10,), protocol="recbole").summary["ndcg@10"]
+                          for sp in ("valid", "test")}
+        with torch.no_grad():
+            model.item.weight.copy_(i_w)
+            model.entity.weight.copy_(e_w)
+        rows.append({"run": str(rd), **norms, "ndcg@10": res})
+        print(f"{Path(rd).name}: norms i {norms['item_norm_mean']:.3f} e {norms['entity_norm_mean']:.3f} "
+              f"i+e {norms['enhanced_norm_mean']:.3f} cos(i, e) {norms['cos_item_entity_mean']:.3f}; NDCG@10 valid/test "
+              + "; ".join(f"{k} {v['valid']:.4f}/{v['test']:.4f}" for k, v in res.items()), flush=True)
+    out_json("ablate", {"protocol": PROTOCOL, "runs": rows})
+
+
 # ============================================================== run / collect
 def variant_command(name: str, seed: int, runs_dir: Path) -> list[str]:
     if name not in VARIANTS:
@@ -409,6 +452,8 @@ def main() -> None:
     g.add_argument("--from-run", default=None, help="also probe this trained ktup run's best weights")
     g.add_argument("--out", type=Path, default=Path("/tmp/kg-diagnosis-grads"))
     g.add_argument("--tag", default="")
+    a = sub.add_parser("ablate")
+    a.add_argument("runs", nargs="+", type=Path)
     r = sub.add_parser("run")
     r.add_argument("names", nargs="+")
     r.add_argument("--seed", type=int, default=2020)
@@ -418,7 +463,7 @@ def main() -> None:
     c.add_argument("--tag", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"stats": cmd_stats, "signal": cmd_signal, "grads": cmd_grads, "run": cmd_run, "collect": cmd_collect}[args.part](args)
+    {"stats": cmd_stats, "signal": cmd_signal, "ablate": cmd_ablate, "grads": cmd_grads, "run": cmd_run, "collect": cmd_collect}[args.part](args)
 
 
 if __name__ == "__main__":

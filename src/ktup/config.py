@@ -54,6 +54,7 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    entity_rec_grad: bool = True      # ktup: False = the rec loss does not update entity rows (ĩ = i + stopgrad(e)); True = the paper
     relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
     # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
     # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the

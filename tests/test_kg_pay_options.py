@@ -1,4 +1,6 @@
-"""train.kg_loss_weight: the KG loss is multiplied by a weight in every step that trains it."""
+"""Options that change how the KG meets recommendation in ktup (docs/KG_DIAGNOSIS.md):
+train.kg_loss_weight (a weight on the KG loss) and model.entity_rec_grad (whether the rec loss
+updates entity rows)."""
 
 from __future__ import annotations
 
@@ -51,3 +53,32 @@ def test_default_is_the_paper_and_a_weight_changes_training(tmp_path):
 def test_weight_must_be_positive(bad):
     with pytest.raises(ConfigError, match="train.kg_loss_weight: must be > 0"):
         Config().apply_overrides([f"kg_loss_weight={bad}"])
+
+
+def _model(entity_rec_grad: bool):
+    ds = tiny_dataset()
+    cfg = tiny_config("ktup").model
+    cfg.entity_rec_grad = entity_rec_grad
+    torch.manual_seed(0)
+    return build_model(cfg, ds).eval(), ds
+
+
+def test_entity_rec_grad_false_keeps_rec_gradients_off_the_entity_table_only():
+    (m_on, ds), (m_off, _) = _model(True), _model(False)
+    m_off.load_state_dict(m_on.state_dict())
+    rec_args, kg_args = _batches(ds)
+    assert torch.equal(m_on.score_all_items(torch.arange(5)), m_off.score_all_items(torch.arange(5)))   # same scores
+    for m in (m_on, m_off):
+        m.zero_grad()
+        m.rec_loss(*rec_args).backward()
+    assert m_on.entity.weight.grad.abs().sum() > 0
+    assert m_off.entity.weight.grad is None or m_off.entity.weight.grad.abs().sum() == 0
+    assert torch.equal(m_on.item.weight.grad, m_off.item.weight.grad)   # items and users learn as before
+    m_off.zero_grad()
+    m_off.kg_loss(*kg_args).backward()
+    assert m_off.entity.weight.grad.abs().sum() > 0                     # the KG still trains entities
+
+
+def test_entity_rec_grad_is_a_config_key_defaulting_to_the_paper():
+    assert Config().model.entity_rec_grad is True
+    assert Config().apply_overrides(["entity_rec_grad=false"]).model.entity_rec_grad is False
