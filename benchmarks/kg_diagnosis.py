@@ -432,7 +432,20 @@ def cmd_collect(args) -> None:
     for r in rows:
         print(f"{r['run']:28s} {r['best_epoch']:4d} {f(r['valid_ndcg@10'])} {f(r['valid_recall@10'])} "
               f"{f(r['test_ndcg@10'])} {f(r['test_recall@10'])} {f(r['kg_mrr'])} {r['train_cpu_seconds']:6.0f}")
-    out_json(f"variants{args.tag}", {"protocol": PROTOCOL, "budget": " ".join(BUDGET),
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["run"].rsplit("-s", 1)[0], []).append(r)
+    summary = {}
+    print("mean (sd) over seeds")
+    for name, rs in groups.items():
+        summary[name] = {"seeds": [r["run"].rsplit("-s", 1)[1] for r in rs]}
+        for key in ("valid_ndcg@10", "valid_recall@10", "test_ndcg@10", "test_recall@10", "kg_mrr"):
+            v = np.array([r[key] for r in rs if r[key] is not None], dtype=float)
+            summary[name][key] = None if v.size == 0 else {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None}
+        fm = lambda k: ("   -          " if summary[name][k] is None else f"{summary[name][k]['mean']:.4f} ({summary[name][k]['sd'] or 0:.4f})")
+        print(f"{name:20s} n={len(rs)} valid NDCG {fm('valid_ndcg@10')} test NDCG {fm('test_ndcg@10')} "
+              f"test R@10 {fm('test_recall@10')} KG MRR {fm('kg_mrr')}")
+    out_json(f"variants{args.tag}", {"protocol": PROTOCOL, "budget": " ".join(BUDGET), "summary": summary,
                                       "kg_protocol": "link prediction, filtered, on a seeded sample of 1000 KG test triples",
                                       "variants": {k: {"model": m, "set": s, "init_from": i} for k, (m, s, i) in VARIANTS.items()},
                                       "runs": rows})
