@@ -33,6 +33,8 @@ class DataConfig:
     split_ratios: tuple = (0.8, 0.1, 0.1)
     kg_split_ratios: tuple = (0.9, 0.05, 0.05)
     split_seed: int = 2020
+    kg_relations: tuple = ()          # keep only the triples of these relations (tokens; empty = all)
+    kg_drop_relations: tuple = ()     # drop the triples of these relations (applied after kg_relations)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ModelConfig:
     max_norm: float = 1.0             # tup/ktup: user/item/entity rows clipped to this L2 norm after each step (0 = off)
     user_max_norm: float = 0.0        # tup/ktup: users' own clip radius (0 = max_norm)
     item_bias: bool = False           # tup/ktup: add a learned per-item bias to the score (not in the paper; off by default)
+    entity_rec_grad: bool = True      # ktup: False = the rec loss does not update entity rows (ĩ = i + stopgrad(e)); True = the paper
     relation_alignment: float = 0.0   # ktup: weight of a loss term tying preference k to relation k (docs/EXPLANATIONS.md; 0 = the paper)
     # A model's own options, by model name: ``model: {model: cke, cke: {...}}`` in YAML,
     # ``--set model.cke.KEY=V``. Each model declares them as a dataclass (``Model.Options``); the
@@ -69,6 +72,7 @@ class TrainConfig:
     epochs: int = 1000                # a safety cap: runs stop by the convergence rule (patience) well before it
     schedule: str = "step"            # ktup.registry.SCHEDULES: step (interleave by lambda) | epoch (alternate) | sum (paired batches)
     joint_lambda: float = 0.9         # share of rec steps (step) / weight (sum); 0.9 beat 0.7 on valid NDCG@10 (3 seeds)
+    kg_loss_weight: float = 1.0       # ktup: multiplies the KG loss in every step that trains it (1 = the paper; docs/KG_DIAGNOSIS.md)
     rec_epochs: int = 1               # for schedule=epoch
     kg_epochs: int = 1
     optimizer: str = "adam"           # ktup.registry.OPTIMIZERS
@@ -242,6 +246,8 @@ class Config:
         _nonneg("model.user_max_norm", m.user_max_norm)
         _nonneg("model.relation_alignment", m.relation_alignment)
         _nonneg("train.weight_decay", t.weight_decay)
+        if not t.kg_loss_weight > 0:
+            raise ConfigError(f"train.kg_loss_weight: must be > 0, got {t.kg_loss_weight}")
         _nonneg("train.grad_clip", t.grad_clip)
         _nonneg("eval.kg_eval_max_triples", e.kg_eval_max_triples)
         _nonneg("train.threads", t.threads)

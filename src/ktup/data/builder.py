@@ -185,6 +185,14 @@ def build_dataset(raw: RawData, cfg: DataConfig, name: Optional[str] = None) -> 
     # ---- KG: dedup, entities = heads/tails + entities linked to kept items -------------------
     triples = raw.triples.astype(np.int64, copy=False).reshape(-1, 3)
     kg_part = raw.kg_part
+    rel_keep = select_relations(raw, cfg)
+    if rel_keep is not None:
+        rows_kept = rel_keep[triples[:, 1]] if triples.shape[0] else np.zeros(0, bool)
+        filters["kg_relations"] = {"relations_kept": int(rel_keep.sum()), "triples_removed": int((~rows_kept).sum())}
+        report.append(f"filter kg_relations: kept {', '.join(str(t) for t in raw.relation_tokens[rel_keep])} "
+                      f"({int((~rows_kept).sum())} triples removed)")
+        triples = triples[rows_kept]
+        kg_part = None if kg_part is None else kg_part[rows_kept]
     if cfg.dedup and triples.shape[0]:
         ne, nr = max(1, len(raw.entity_tokens)), max(1, len(raw.relation_tokens))
         key = (triples[:, 0] * nr + triples[:, 1]) * ne + triples[:, 2]
@@ -281,6 +289,28 @@ def build_dataset(raw: RawData, cfg: DataConfig, name: Optional[str] = None) -> 
     for line in report:
         log.info("%s: %s", ds.name, line)
     return ds
+
+
+def select_relations(raw: RawData, cfg: DataConfig) -> Optional[np.ndarray]:
+    """(R,) bool mask of the relation codes kept by ``data.kg_relations`` (keep only these) and
+    ``data.kg_drop_relations`` (then drop these); None when neither is set. An unknown name is an
+    error naming the key and the known relations."""
+    keep, drop = tuple(cfg.kg_relations), tuple(cfg.kg_drop_relations)
+    if not keep and not drop:
+        return None
+    tokens = [str(t) for t in raw.relation_tokens]
+    index = {t: i for i, t in enumerate(tokens)}
+    for key, names in (("data.kg_relations", keep), ("data.kg_drop_relations", drop)):
+        unknown = [str(n) for n in names if str(n) not in index]
+        if unknown:
+            raise KtupError(f"{key}: unknown relation(s) {', '.join(map(repr, unknown))} in {raw.name} "
+                            f"(known: {', '.join(tokens)})")
+    mask = np.zeros(len(tokens), dtype=bool) if keep else np.ones(len(tokens), dtype=bool)
+    mask[[index[str(n)] for n in keep]] = True
+    mask[[index[str(n)] for n in drop]] = False
+    if not mask.any():
+        raise KtupError(f"data.kg_relations / data.kg_drop_relations leave no relation of {raw.name}")
+    return mask
 
 
 def _first_duplicate(a: np.ndarray) -> Optional[int]:

@@ -248,13 +248,16 @@ class KTUP(KGScoringMixin, TUP):
                  align_loss: bool = False, margin: float = 1.0, kg_constraint_weight: float = 0.01,
                  gumbel_temperature: float = 1.0, align_weight: float = 1.0, max_norm: float = 0.0,
                  item_bias: bool = False, inference: str = "induced", user_max_norm: float = 0.0,
-                 relation_alignment: float = 0.0, alignment_targets=None):
+                 relation_alignment: float = 0.0, alignment_targets=None, entity_rec_grad: bool = True):
         if n_relations <= 0:
             raise KtupError("ktup: the dataset has no KG relations (KTUP binds one preference to each)")
         super().__init__(n_users, n_items, n_relations, embedding_size, induction=induction, norm=norm,
                          unit_normals=unit_normals, gumbel_temperature=gumbel_temperature, max_norm=max_norm,
                          item_bias=item_bias, inference=inference, user_max_norm=user_max_norm)
         self.n_entities, self.n_relations, self.combine = n_entities, n_relations, combine
+        # False: the rec loss reaches entity rows only through their values (ĩ = i + stopgrad(e)), so
+        # entities are shaped by the KG alone (docs/KG_DIAGNOSIS.md); True is the paper
+        self.entity_rec_grad = bool(entity_rec_grad)
         self.use_align_loss, self.align_weight = align_loss, align_weight
         self.margin, self.kg_constraint_weight = margin, kg_constraint_weight
         # last row: the padding entity; padding_idx gives it a zero gradient
@@ -295,7 +298,8 @@ class KTUP(KGScoringMixin, TUP):
                    gumbel_temperature=config.gumbel_temperature, max_norm=getattr(config, "max_norm", 0.0),
                    item_bias=getattr(config, "item_bias", False), inference=getattr(config, "inference", "induced"),
                    user_max_norm=getattr(config, "user_max_norm", 0.0),
-                   relation_alignment=align, alignment_targets=targets)
+                   relation_alignment=align, alignment_targets=targets,
+                   entity_rec_grad=getattr(config, "entity_rec_grad", True))
 
     @property
     def preference_relation(self) -> list[int]:
@@ -320,9 +324,13 @@ class KTUP(KGScoringMixin, TUP):
 
     def item_vectors(self, items=None) -> torch.Tensor:
         if items is None:
-            return self.item.weight + self.entity(self.item_entity)
+            return self.item.weight + self._linked_entities(self.item_entity)
         items = self._ids(items)
-        return self.item(items) + self.entity(self.item_entity[items])
+        return self.item(items) + self._linked_entities(self.item_entity[items])
+
+    def _linked_entities(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.entity(ids)
+        return e if self.entity_rec_grad else e.detach()
 
     def _rec_extra_loss(self, pos, neg) -> torch.Tensor:
         """Optional alignment of linked items with their entities (RecBole adds it)."""

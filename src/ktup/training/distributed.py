@@ -190,10 +190,10 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, rec_args: Optional[tuple], kg_args: Optional[tuple], lam: float):
+    def forward(self, rec_args: Optional[tuple], kg_args: Optional[tuple], lam: float, kg_weight: float = 1.0):
         from ktup.training.schedule import joint_loss
 
-        loss, rec, kg = joint_loss(self.model, rec_args, kg_args, lam)
+        loss, rec, kg = joint_loss(self.model, rec_args, kg_args, lam, kg_weight)
         loss = loss + 0.0 * self._touch_all(loss.device)
         return loss, rec, kg
 

@@ -88,12 +88,14 @@ def n_batches(n: int, batch_size: int) -> int:
     return int(math.ceil(n / batch_size)) if n > 0 else 0
 
 
-def joint_loss(model, rec_args, kg_args, lam: float):
-    """``(loss, rec_loss, kg_loss)`` of one step: the rec loss, the KG loss, or — when both batches
-    are given (``sum`` steps) — ``lam · rec + (1 − lam) · kg``. The one place the joint losses are
-    combined, for the single-process trainer and the DDP forward alike."""
+def joint_loss(model, rec_args, kg_args, lam: float, kg_weight: float = 1.0):
+    """``(loss, rec_loss, kg_loss)`` of one step: the rec loss, ``kg_weight ·`` the KG loss, or —
+    when both batches are given (``sum`` steps) — ``lam · rec + (1 − lam) · kg_weight · kg``. The
+    one place the joint losses are combined, for the single-process trainer and the DDP forward
+    alike. ``kg_loss`` is returned unweighted (what the logs report)."""
     rec = model.rec_loss(*rec_args) if rec_args is not None else None
     kg = model.kg_loss(*kg_args) if kg_args is not None else None
-    if rec is not None and kg is not None:
-        return lam * rec + (1.0 - lam) * kg, rec, kg
-    return (rec if rec is not None else kg), rec, kg
+    wkg = kg if kg is None or kg_weight == 1.0 else kg_weight * kg
+    if rec is not None and wkg is not None:
+        return lam * rec + (1.0 - lam) * wkg, rec, kg
+    return (rec if rec is not None else wkg), rec, kg

@@ -387,11 +387,11 @@ class Trainer:
         atomic_write_text(self.run_dir / "run.json", json.dumps(self.info, indent=2) + "\n")
 
     # ---------------------------------------------------------------- one epoch
-    def _joint_loss(self, rec_args, kg_args, lam):
+    def _joint_loss(self, rec_args, kg_args, lam, kgw=1.0):
         if self.losses is self.model:
-            return joint_loss(self.model, rec_args, kg_args, lam)
+            return joint_loss(self.model, rec_args, kg_args, lam, kgw)
         try:
-            return joint_loss(self.losses, rec_args, kg_args, lam)
+            return joint_loss(self.losses, rec_args, kg_args, lam, kgw)
         except Exception as e:   # inductor's own errors (no C++ compiler, ...): one line, not its traceback
             from torch._dynamo.exc import BackendCompilerFailed
 
@@ -416,7 +416,7 @@ class Trainer:
                 if (kinds != KG).any() else None)
         if self.dist.rank > 0:  # own negatives and Gumbel noise per rank (rank 0 = single process)
             rnd = EpochRandom(derived_seed(cfg.seed, RANK_STREAM, self.dist.rank), e, self.device)
-        lam = float(cfg.joint_lambda)
+        lam, kgw = float(cfg.joint_lambda), float(cfg.kg_loss_weight)
         sums = {REC: torch.zeros((), device=self.device), KG: torch.zeros((), device=self.device)}
         counts = {REC: 0, KG: 0}
         rec_b = 0
@@ -440,9 +440,9 @@ class Trainer:
                     kg_args = (h, r, t, nh, nt)
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.ddp is not None:
-                    loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam)
+                    loss, rec_loss, kg_loss = self.ddp(rec_args, kg_args, lam, kgw)
                 else:
-                    loss, rec_loss, kg_loss = self._joint_loss(rec_args, kg_args, lam)
+                    loss, rec_loss, kg_loss = self._joint_loss(rec_args, kg_args, lam, kgw)
                 if not dist_.all_finite(loss, self.dist):  # every rank stops together
                     raise NonFiniteLoss(self._nonfinite_message(kind, rec_loss, kg_loss))
                 loss.backward()
