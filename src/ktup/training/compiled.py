@@ -40,8 +40,13 @@ def check_compile(cfg, sparse: bool, distributed: bool) -> None:
         raise ConfigError("train.compile is not supported with several processes (train.nproc > 1)")
 
 
-def compile_failure(exc: BaseException) -> ConfigError:
-    """What to say when inductor cannot build its code (e.g. no C++ compiler on the machine)."""
+def compile_failure(exc: BaseException) -> "ConfigError | None":
+    """The one-line error for inductor failing to build its code (e.g. no C++ compiler on the
+    machine); None when ``exc`` is not a compilation failure."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    if not (isinstance(exc, BackendCompilerFailed) or type(exc).__module__.startswith("torch._inductor")):
+        return None
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return ConfigError(f"train.compile: torch.compile failed ({type(exc).__name__}: {first}); it needs a "
                        "working C++ compiler (gcc/g++) on the CPU; set train.compile=false to train without it")

@@ -30,6 +30,7 @@ from ktup.runs.lock import RunLock, lock_run_dir
 from ktup.training.progress import Progress, write_plots
 from ktup.training.setup import (build_optimizer, check_optimizer, device_for, finite_params, init_from, make_samplers,
                                  metric_k, timestamp, uses_sparse)
+from ktup.training.compiled import CompiledLosses, check_compile, compile_failure
 from ktup.training.callbacks import CallbackList, Plots, ProgressLogger, trackers_from_config
 from ktup.training.sparse import add_weight_decay_, clip_grad_norm_, enable_sparse
 from ktup.training.schedule import KG, REC, SUM, epoch_plan, joint_loss, n_batches
@@ -121,8 +122,6 @@ class Trainer:
         if wanted and not self.sparse:
             self.progress.log("train.sparse: NCCL has no sparse all-reduce; training with dense tables")
         self.sparse_tables = enable_sparse(self.model) if self.sparse else []
-        from ktup.training.compiled import CompiledLosses, check_compile
-
         check_compile(self.cfg, self.sparse, self.dist.enabled)
         self.losses = CompiledLosses(self.model) if self.cfg.compile else self.model
         self.ddp: Optional[torch.nn.Module] = None   # DistributedDataParallel(LossModule), see start()
@@ -313,7 +312,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- validation
     def _setup_validation(self) -> None:
-        metric = self.cfg.valid_metric.lower()
+        metric = valid_metric_for(self.cfg.valid_metric, self.uses_rec)
         self.ks = tuple(sorted({int(k) for k in self.config.eval.ks}))
         if self.uses_rec:
             k = metric_k(metric)
@@ -321,7 +320,6 @@ class Trainer:
                 self.ks = tuple(sorted(set(self.ks) | {k}))
             self.valid_kind = "rec" if len(self.dataset.valid) else None
         else:
-            metric = valid_metric_for(metric, uses_rec=False)
             self.valid_kind = "kg" if len(self.dataset.kg_valid) else None
         self.valid_metric = metric
 
@@ -388,17 +386,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- one epoch
     def _joint_loss(self, rec_args, kg_args, lam, kgw=1.0):
-        if self.losses is self.model:
-            return joint_loss(self.model, rec_args, kg_args, lam, kgw)
         try:
             return joint_loss(self.losses, rec_args, kg_args, lam, kgw)
         except Exception as e:   # inductor's own errors (no C++ compiler, ...): one line, not its traceback
-            from torch._dynamo.exc import BackendCompilerFailed
-
-            if isinstance(e, BackendCompilerFailed) or type(e).__module__.startswith("torch._inductor"):
-                from ktup.training.compiled import compile_failure
-
-                raise compile_failure(e) from None
+            failure = compile_failure(e) if self.losses is not self.model else None
+            if failure is not None:
+                raise failure from None
             raise
 
     def _run_epoch(self, max_steps: Optional[int] = None) -> dict[str, Any]:
